@@ -1,0 +1,39 @@
+//! The admin tool's commands. Each subcommand lives in a module named for what it manages.
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+use nearby_common::StackArgs;
+
+pub mod topics;
+
+/// Operator tasks for Nearby Friends.
+#[derive(Debug, Parser)]
+#[command(name = "nearby-admin", version, about)]
+pub struct Cli {
+    /// Where the stack is.
+    #[command(flatten)]
+    pub stack: StackArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The admin subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Kafka topics of the system.
+    Topics {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: topics::TopicsAction,
+    },
+}
+
+/// Runs one command, writing its report to `out`.
+pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Topics { action } => topics::run(&cli.stack, action, out).await,
+    }
+}

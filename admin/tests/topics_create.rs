@@ -1,0 +1,139 @@
+//! `nearby-admin topics create` against the real broker: creates what is asked, repeats safely,
+//! and refuses a bad gateway id with a clear message.
+
+use std::process::{Command, Output};
+
+use nearby_common::kafka;
+
+fn brokers() -> String {
+    std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn admin(prefix: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nearby-admin"))
+        .env("NEARBY_KAFKA_BROKERS", brokers())
+        .env("NEARBY_TOPIC_PREFIX", prefix)
+        .args(args)
+        .output()
+        .expect("nearby-admin runs")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "nearby-admin failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8")
+}
+
+#[tokio::test]
+async fn creates_topics_once_and_reports_them_on_repeat() {
+    let prefix = format!("test.{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let args = [
+        "topics",
+        "create",
+        "--location-partitions",
+        "3",
+        "--location-retention",
+        "2h",
+        "--friendship-partitions",
+        "2",
+        "--gateway",
+        "gw-a",
+        "--delivery-retention",
+        "10m",
+    ];
+    let first = stdout(&admin(&prefix, &args));
+    let location = format!("{prefix}.location-updates");
+    let friendship = format!("{prefix}.friendship-events");
+    let deliveries = format!("{prefix}.deliveries.gw-a");
+    for line in [
+        format!("created {location} partitions=3 replication=1 retention.ms=7200000"),
+        format!("created {friendship} partitions=2 replication=1 retention.ms=604800000"),
+        format!("created {deliveries} partitions=1 replication=1 retention.ms=600000"),
+    ] {
+        assert!(
+            first.lines().any(|l| l == line),
+            "missing {line:?} in:\n{first}"
+        );
+    }
+
+    // What the broker holds, asked independently of the tool.
+    let client = kafka::admin_client(&brokers()).expect("admin client");
+    assert_eq!(
+        kafka::describe_topic(&client, &location)
+            .await
+            .expect("describe"),
+        (3, Some(7_200_000))
+    );
+    assert_eq!(
+        kafka::describe_topic(&client, &deliveries)
+            .await
+            .expect("describe"),
+        (1, Some(600_000))
+    );
+
+    // Again: nothing changes, each topic is reported as existing.
+    let second = stdout(&admin(&prefix, &args));
+    assert!(
+        second
+            .lines()
+            .any(|l| l == format!("exists {location} partitions=3 retention.ms=7200000")),
+        "{second}"
+    );
+    assert_eq!(
+        second.lines().filter(|l| l.starts_with("exists ")).count(),
+        3
+    );
+
+    // Asking for more partitions of an existing topic reports the difference and changes nothing.
+    let third = stdout(&admin(
+        &prefix,
+        &[
+            "topics",
+            "create",
+            "--location-partitions",
+            "5",
+            "--location-retention",
+            "2h",
+        ],
+    ));
+    assert!(
+        third.contains("asked partitions=5: left unchanged"),
+        "{third}"
+    );
+    assert_eq!(
+        kafka::describe_topic(&client, &location)
+            .await
+            .expect("describe")
+            .0,
+        3
+    );
+
+    kafka::delete_topics(&client, &[&location, &friendship, &deliveries])
+        .await
+        .expect("cleanup");
+}
+
+#[test]
+fn a_bad_gateway_id_is_refused_with_the_rule() {
+    let out = admin("test.badname", &["topics", "create", "--gateway", "gw one"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid topic name"), "{err}");
+    assert!(err.contains("only ASCII letters"), "{err}");
+}
+
+#[test]
+fn an_unreachable_broker_fails_with_the_address() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nearby-admin"))
+        .env("NEARBY_KAFKA_BROKERS", "127.0.0.1:1")
+        .env("NEARBY_TOPIC_PREFIX", "test.unreachable")
+        .args(["topics", "create"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+}

@@ -1,0 +1,61 @@
+//! The one error type of the shared crate.
+
+/// What went wrong while talking to the stack or reading its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A name that Kafka would reject or that would collide with another topic.
+    #[error("invalid topic name {name:?}: {why}")]
+    InvalidTopicName {
+        /// The name as given.
+        name: String,
+        /// What rule it breaks.
+        why: &'static str,
+    },
+    /// A Kafka client call failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// No broker answered a metadata request in time.
+    #[error(
+        "no Kafka broker answered at {brokers} within {timeout:?}: {source} (is it up? `stack/stack.sh status`)"
+    )]
+    Unreachable {
+        /// The bootstrap servers tried.
+        brokers: String,
+        /// How long we waited.
+        timeout: std::time::Duration,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A topic operation failed on the broker for one topic.
+    #[error("kafka topic {topic}: {code} (is the broker up? `stack/stack.sh status`)")]
+    Topic {
+        /// The topic concerned.
+        topic: String,
+        /// The broker's error code.
+        code: rdkafka::types::RDKafkaErrorCode,
+    },
+    /// The CQL session could not be opened.
+    #[error("cql connect to {nodes:?}: {source} (is Cassandra up? `stack/stack.sh status`)")]
+    CqlConnect {
+        /// The contact points tried.
+        nodes: Vec<String>,
+        /// The driver's error.
+        #[source]
+        source: Box<scylla::errors::NewSessionError>,
+    },
+    /// A CQL statement failed.
+    #[error("cql: {0}")]
+    Cql(#[from] Box<scylla::errors::ExecutionError>),
+    /// Redis refused or could not be reached.
+    #[error("redis: {0} (is Redis up? `stack/stack.sh status`)")]
+    Redis(#[from] redis::RedisError),
+    /// A keyspace name that CQL would reject.
+    #[error(
+        "invalid keyspace name {0:?}: use 1-48 letters, digits or underscores, starting with a letter"
+    )]
+    InvalidKeyspace(String),
+}
+
+/// Result with the shared [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,13 @@
+//! What several stages of Nearby Friends share: where the stack is, topic names, and the setup of
+//! Kafka clients, the CQL session and the Redis connection, so no stage writes them again.
+
+pub mod cql;
+pub mod error;
+pub mod kafka;
+pub mod redis_store;
+pub mod stack;
+pub mod topics;
+
+pub use error::{Error, Result};
+pub use stack::StackArgs;
+pub use topics::Topics;

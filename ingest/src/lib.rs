@@ -1,0 +1,1 @@
+//! The write path into Kafka: report validation, per-user rate limits, Avro encoding and the keyed producer (built in the live-pipeline issue).
