@@ -41,5 +41,8 @@ echo "--- test.sh: second 'stack up' was a no-op (pids $pids_after)"
 
 eval "$(bash stack/stack.sh env)"
 
+echo "--- test.sh: docker-compose.yml in step with the scripts"
+python3 scripts/check-compose.py
+
 echo "--- test.sh: cargo test"
 cargo test --workspace --all-targets --locked --no-fail-fast
