@@ -3,11 +3,14 @@
 
 pub mod cql;
 pub mod error;
+pub mod geo;
+pub mod ids;
 pub mod kafka;
 pub mod redis_store;
 pub mod stack;
 pub mod topics;
 
 pub use error::{Error, Result};
+pub use ids::UserId;
 pub use stack::StackArgs;
 pub use topics::Topics;
