@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The run command: installs what is missing, brings up the real stack (Kafka, Cassandra, Redis),
-# creates the topics, and prints where everything is. Stop it all with `stack/stack.sh down`.
+# creates the CQL schema and the topics, and prints where everything is. Stop it all with `stack/stack.sh down`.
 # (The stages — gateway, fanout, history-sink — join this script as they are built.)
 set -euo pipefail
 
@@ -12,6 +12,9 @@ eval "$(bash stack/stack.sh env)"
 
 echo "--- run.sh: building"
 cargo build --release --locked --bins
+
+echo "--- run.sh: CQL schema"
+./target/release/nearby-admin schema create
 
 echo "--- run.sh: topics"
 ./target/release/nearby-admin topics create --gateway "${NEARBY_GATEWAY_ID:-gw-1}"

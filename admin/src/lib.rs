@@ -5,6 +5,7 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 use nearby_common::StackArgs;
 
+pub mod schema;
 pub mod topics;
 
 /// Operator tasks for Nearby Friends.
@@ -23,6 +24,12 @@ pub struct Cli {
 /// The admin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The CQL keyspace and tables.
+    Schema {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: schema::SchemaAction,
+    },
     /// Kafka topics of the system.
     Topics {
         /// What to do with them.
@@ -34,6 +41,7 @@ pub enum Command {
 /// Runs one command, writing its report to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
     match cli.command {
+        Command::Schema { action } => schema::run(&cli.stack, action, out).await,
         Command::Topics { action } => topics::run(&cli.stack, action, out).await,
     }
 }

@@ -1,15 +1,32 @@
 //! The CQL session (Apache Cassandra locally, ScyllaDB in production; the `scylla` driver speaks
 //! to both) and keyspace setup.
 
+use std::time::Duration;
+
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::{Consistency, SerialConsistency};
 
 use crate::{Error, Result};
 
+/// How long one CQL request may take before it fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens a session to the given contact points.
+///
+/// Consistency lives in the session's default execution profile, not in each statement:
+/// `LOCAL_QUORUM` for reads and writes and `LOCAL_SERIAL` for lightweight transactions, so a
+/// multi-node cluster gives read-your-writes within a data centre.
 pub async fn connect(nodes: &[String]) -> Result<Session> {
+    let profile = ExecutionProfile::builder()
+        .consistency(Consistency::LocalQuorum)
+        .serial_consistency(Some(SerialConsistency::LocalSerial))
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .build();
     SessionBuilder::new()
         .known_nodes(nodes)
+        .default_execution_profile_handle(profile.into_handle())
         .build()
         .await
         .map_err(|source| Error::CqlConnect {

@@ -47,6 +47,37 @@ pub enum Error {
     /// A CQL statement failed.
     #[error("cql: {0}")]
     Cql(#[from] Box<scylla::errors::ExecutionError>),
+    /// A CQL statement could not be prepared (a schema missing? run the schema step).
+    #[error("cql prepare: {0} (are the tables created? `nearby-admin schema create`)")]
+    CqlPrepare(#[from] Box<scylla::errors::PrepareError>),
+    /// Paging through a CQL result failed.
+    #[error("cql paging: {0}")]
+    CqlPaging(String),
+    /// A CQL row did not have the shape the code expects.
+    #[error("cql row: {0}")]
+    CqlDecode(String),
+    /// No profile with this id.
+    #[error("user {0} not found")]
+    UnknownUser(i64),
+    /// A person cannot befriend themself.
+    #[error("you cannot be your own friend")]
+    SelfFriendship,
+    /// A friend list is full.
+    #[error("user {user} has reached the limit of {cap} friends and requests")]
+    FriendCap {
+        /// Whose list is full.
+        user: i64,
+        /// The limit.
+        cap: usize,
+    },
+    /// Other changes to the same pair kept winning; the caller may retry.
+    #[error("the friendship of {a} and {b} is being changed concurrently: try again")]
+    Contention {
+        /// One side.
+        a: i64,
+        /// The other side.
+        b: i64,
+    },
     /// Redis refused or could not be reached.
     #[error("redis: {0} (is Redis up? `stack/stack.sh status`)")]
     Redis(#[from] redis::RedisError),

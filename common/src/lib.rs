@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod redis_store;
 pub mod stack;
 pub mod topics;
+pub mod users;
 
 pub use error::{Error, Result};
 pub use ids::UserId;

@@ -23,6 +23,15 @@ pub struct StackArgs {
     )]
     pub cql_nodes: Vec<String>,
 
+    /// CQL keyspace of the user store and the location history.
+    #[arg(
+        long,
+        global = true,
+        env = "NEARBY_CQL_KEYSPACE",
+        default_value = "nearby"
+    )]
+    pub cql_keyspace: String,
+
     /// Redis URL of the latest-location cache.
     #[arg(
         long,

@@ -1,0 +1,501 @@
+//! `UserStore`: prepared statements over the user store's tables, and the friendship state
+//! machine (ask, accept, unfriend/withdraw/decline) on top of lightweight transactions.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::TryStreamExt;
+use scylla::client::session::Session;
+use scylla::response::query_result::QueryResult;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::{CqlTimestamp, Row};
+
+use super::MAX_FRIENDS;
+use crate::cql::validate_keyspace;
+use crate::{Error, Result, UserId};
+
+/// How often a friendship change is retried when another change of the same pair won the race.
+const MAX_LWT_ATTEMPTS: usize = 5;
+
+/// A person's profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// The user id (the token's `sub`).
+    pub user_id: UserId,
+    /// Display name; the id until the person sets one.
+    pub name: String,
+    /// Avatar picture address, if set.
+    pub avatar_url: Option<String>,
+    /// Whether the person shares their location with friends.
+    pub sharing: bool,
+    /// When the profile was created, epoch ms.
+    pub created_at: i64,
+}
+
+/// A change to a profile; `None` fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    /// A new display name.
+    pub name: Option<String>,
+    /// A new avatar address (`Some(None)` clears it).
+    pub avatar_url: Option<Option<String>>,
+}
+
+/// Where a pair stands, seen from one side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FriendState {
+    /// Friends: both see each other's position while sharing.
+    Accepted,
+    /// I asked; they have not answered.
+    Outgoing,
+    /// They asked me; I have not answered.
+    Incoming,
+}
+
+impl FriendState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Outgoing => "outgoing",
+            Self::Incoming => "incoming",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "accepted" => Some(Self::Accepted),
+            "outgoing" => Some(Self::Outgoing),
+            "incoming" => Some(Self::Incoming),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a person's friend list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FriendEdge {
+    /// The other person.
+    pub friend_id: UserId,
+    /// Where the pair stands, from the list owner's side.
+    pub state: FriendState,
+    /// When it got there, epoch ms.
+    pub since: i64,
+}
+
+/// What `request` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// A new request: the other person must accept.
+    Requested,
+    /// The other person had asked: now friends.
+    Accepted,
+    /// I had asked already; still pending.
+    AlreadyRequested,
+    /// Already friends.
+    AlreadyFriends,
+}
+
+/// What `remove` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    /// Were friends; no longer.
+    Unfriended,
+    /// My pending request is withdrawn.
+    Withdrawn,
+    /// Their pending request is declined.
+    Declined,
+    /// There was nothing between us.
+    NotFound,
+}
+
+/// The pair row: state and who asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pair {
+    Pending { requested_by: UserId },
+    Accepted { requested_by: UserId },
+}
+
+/// The user store's statements, prepared once against one keyspace.
+#[derive(Debug)]
+pub struct UserStore {
+    session: Session,
+    insert_profile: PreparedStatement,
+    get_profile: PreparedStatement,
+    set_name: PreparedStatement,
+    set_avatar: PreparedStatement,
+    set_sharing: PreparedStatement,
+    get_pair: PreparedStatement,
+    insert_pair: PreparedStatement,
+    accept_pair: PreparedStatement,
+    delete_pair: PreparedStatement,
+    upsert_edge: PreparedStatement,
+    delete_edge: PreparedStatement,
+    list_edges: PreparedStatement,
+    count_edges: PreparedStatement,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn cql(e: scylla::errors::ExecutionError) -> Error {
+    Error::Cql(Box::new(e))
+}
+
+fn decode<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
+    move |e| Error::CqlDecode(format!("{what}: {e}"))
+}
+
+/// The pair's key: the smaller id first, so both sides name the same row.
+fn pair_key(a: UserId, b: UserId) -> (UserId, UserId) {
+    if a < b { (a, b) } else { (b, a) }
+}
+
+/// Whether a conditional statement (`... IF ...`) was applied: the first column of its row.
+fn applied(result: QueryResult) -> Result<bool> {
+    let rows = result.into_rows_result().map_err(decode("LWT result"))?;
+    let row: Row = rows.first_row().map_err(decode("LWT row"))?;
+    Ok(row
+        .columns
+        .first()
+        .and_then(|c| c.as_ref())
+        .and_then(|v| v.as_boolean())
+        .unwrap_or(false))
+}
+
+impl UserStore {
+    /// Prepares the statements against `keyspace`, whose tables must exist
+    /// ([`create_schema`](super::create_schema)).
+    pub async fn new(session: Session, keyspace: &str) -> Result<Self> {
+        validate_keyspace(keyspace)?;
+        let ks = keyspace;
+        let prepare = async |cql: String| -> Result<PreparedStatement> {
+            session
+                .prepare(cql)
+                .await
+                .map_err(|e| Error::CqlPrepare(Box::new(e)))
+        };
+        Ok(Self {
+            insert_profile: prepare(format!(
+                "INSERT INTO {ks}.users (user_id, name, sharing, created_at) VALUES (?, ?, true, ?) IF NOT EXISTS"
+            )).await?,
+            get_profile: prepare(format!(
+                "SELECT user_id, name, avatar_url, sharing, created_at FROM {ks}.users WHERE user_id = ?"
+            )).await?,
+            set_name: prepare(format!("UPDATE {ks}.users SET name = ? WHERE user_id = ?")).await?,
+            set_avatar: prepare(format!("UPDATE {ks}.users SET avatar_url = ? WHERE user_id = ?")).await?,
+            set_sharing: prepare(format!("UPDATE {ks}.users SET sharing = ? WHERE user_id = ?")).await?,
+            get_pair: {
+                let mut s = prepare(format!(
+                    "SELECT state, requested_by FROM {ks}.friend_pairs WHERE lo = ? AND hi = ?"
+                )).await?;
+                // A linearizable read: it sees every transaction that completed before it.
+                s.set_consistency(scylla::statement::Consistency::Serial);
+                s
+            },
+            insert_pair: prepare(format!(
+                "INSERT INTO {ks}.friend_pairs (lo, hi, state, requested_by, updated_at) \
+                 VALUES (?, ?, 'pending', ?, ?) IF NOT EXISTS"
+            )).await?,
+            accept_pair: prepare(format!(
+                "UPDATE {ks}.friend_pairs SET state = 'accepted', updated_at = ? \
+                 WHERE lo = ? AND hi = ? IF state = 'pending' AND requested_by = ?"
+            )).await?,
+            delete_pair: prepare(format!(
+                "DELETE FROM {ks}.friend_pairs WHERE lo = ? AND hi = ? IF state = ? AND requested_by = ?"
+            )).await?,
+            upsert_edge: prepare(format!(
+                "INSERT INTO {ks}.friends_by_user (user_id, friend_id, state, since) VALUES (?, ?, ?, ?)"
+            )).await?,
+            delete_edge: prepare(format!(
+                "DELETE FROM {ks}.friends_by_user WHERE user_id = ? AND friend_id = ?"
+            )).await?,
+            list_edges: prepare(format!(
+                "SELECT friend_id, state, since FROM {ks}.friends_by_user WHERE user_id = ?"
+            )).await?,
+            count_edges: prepare(format!(
+                "SELECT COUNT(*) FROM {ks}.friends_by_user WHERE user_id = ?"
+            )).await?,
+            session,
+        })
+    }
+
+    /// The profile of `user`, created on first sight (sharing on, name = the id).
+    pub async fn ensure_profile(&self, user: UserId) -> Result<Profile> {
+        if let Some(p) = self.profile(user).await? {
+            return Ok(p);
+        }
+        // IF NOT EXISTS: two first calls at once create one profile, not two half-ones.
+        self.session
+            .execute_unpaged(
+                &self.insert_profile,
+                (user, user.to_string(), CqlTimestamp(now_ms())),
+            )
+            .await
+            .map_err(cql)?;
+        self.profile(user).await?.ok_or(Error::UnknownUser(user))
+    }
+
+    /// The profile of `user`, if it exists.
+    pub async fn profile(&self, user: UserId) -> Result<Option<Profile>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.get_profile, (user,))
+            .await
+            .map_err(cql)?
+            .into_rows_result()
+            .map_err(decode("profile"))?;
+        let row = rows
+            .maybe_first_row::<(
+                i64,
+                Option<String>,
+                Option<String>,
+                Option<bool>,
+                Option<CqlTimestamp>,
+            )>()
+            .map_err(decode("profile row"))?;
+        Ok(
+            row.map(|(user_id, name, avatar_url, sharing, created_at)| Profile {
+                user_id,
+                name: name.unwrap_or_else(|| user_id.to_string()),
+                avatar_url,
+                sharing: sharing.unwrap_or(true),
+                created_at: created_at.map_or(0, |t| t.0),
+            }),
+        )
+    }
+
+    /// Changes name and/or avatar of an existing profile.
+    pub async fn update_profile(&self, user: UserId, update: &ProfileUpdate) -> Result<Profile> {
+        self.ensure_profile(user).await?;
+        if let Some(name) = &update.name {
+            self.session
+                .execute_unpaged(&self.set_name, (name, user))
+                .await
+                .map_err(cql)?;
+        }
+        if let Some(avatar) = &update.avatar_url {
+            self.session
+                .execute_unpaged(&self.set_avatar, (avatar, user))
+                .await
+                .map_err(cql)?;
+        }
+        self.profile(user).await?.ok_or(Error::UnknownUser(user))
+    }
+
+    /// Turns location sharing on or off.
+    pub async fn set_sharing(&self, user: UserId, enabled: bool) -> Result<()> {
+        self.ensure_profile(user).await?;
+        self.session
+            .execute_unpaged(&self.set_sharing, (enabled, user))
+            .await
+            .map_err(cql)?;
+        Ok(())
+    }
+
+    async fn pair(&self, a: UserId, b: UserId) -> Result<Option<Pair>> {
+        let (lo, hi) = pair_key(a, b);
+        let rows = self
+            .session
+            .execute_unpaged(&self.get_pair, (lo, hi))
+            .await
+            .map_err(cql)?
+            .into_rows_result()
+            .map_err(decode("pair"))?;
+        let row = rows
+            .maybe_first_row::<(Option<String>, Option<i64>)>()
+            .map_err(decode("pair row"))?;
+        Ok(match row {
+            Some((state, Some(requested_by))) if state.as_deref() == Some("accepted") => {
+                Some(Pair::Accepted { requested_by })
+            }
+            Some((_, Some(requested_by))) => Some(Pair::Pending { requested_by }),
+            _ => None,
+        })
+    }
+
+    /// How many entries (accepted and pending) `user`'s friend list has.
+    async fn edge_count(&self, user: UserId) -> Result<usize> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.count_edges, (user,))
+            .await
+            .map_err(cql)?
+            .into_rows_result()
+            .map_err(decode("count"))?;
+        let (count,) = rows.first_row::<(i64,)>().map_err(decode("count row"))?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    /// Writes both sides' list entries in one logged batch: either both land or neither.
+    async fn write_edges(
+        &self,
+        (a, a_state): (UserId, FriendState),
+        (b, b_state): (UserId, FriendState),
+    ) -> Result<()> {
+        let mut batch = Batch::new(BatchType::Logged);
+        batch.append_statement(self.upsert_edge.clone());
+        batch.append_statement(self.upsert_edge.clone());
+        let ts = CqlTimestamp(now_ms());
+        self.session
+            .batch(
+                &batch,
+                ((a, b, a_state.as_str(), ts), (b, a, b_state.as_str(), ts)),
+            )
+            .await
+            .map_err(cql)?;
+        Ok(())
+    }
+
+    async fn delete_edges(&self, a: UserId, b: UserId) -> Result<()> {
+        let mut batch = Batch::new(BatchType::Logged);
+        batch.append_statement(self.delete_edge.clone());
+        batch.append_statement(self.delete_edge.clone());
+        self.session
+            .batch(&batch, ((a, b), (b, a)))
+            .await
+            .map_err(cql)?;
+        Ok(())
+    }
+
+    /// `me` asks `other` to be friends, or accepts `other`'s request. `other` must have a
+    /// profile; neither side may pass [`MAX_FRIENDS`].
+    pub async fn request(&self, me: UserId, other: UserId) -> Result<RequestOutcome> {
+        if me == other {
+            return Err(Error::SelfFriendship);
+        }
+        if self.profile(other).await?.is_none() {
+            return Err(Error::UnknownUser(other));
+        }
+        let (lo, hi) = pair_key(me, other);
+        for _ in 0..MAX_LWT_ATTEMPTS {
+            // Read, decide, then write on the condition that nothing changed in between; if
+            // another change won the race, read again.
+            match self.pair(me, other).await? {
+                Some(Pair::Accepted { .. }) => return Ok(RequestOutcome::AlreadyFriends),
+                Some(Pair::Pending { requested_by }) if requested_by == me => {
+                    return Ok(RequestOutcome::AlreadyRequested);
+                }
+                Some(Pair::Pending { requested_by }) => {
+                    let result = self
+                        .session
+                        .execute_unpaged(
+                            &self.accept_pair,
+                            (CqlTimestamp(now_ms()), lo, hi, requested_by),
+                        )
+                        .await
+                        .map_err(cql)?;
+                    if applied(result)? {
+                        self.write_edges(
+                            (me, FriendState::Accepted),
+                            (other, FriendState::Accepted),
+                        )
+                        .await?;
+                        return Ok(RequestOutcome::Accepted);
+                    }
+                }
+                None => {
+                    for user in [me, other] {
+                        if self.edge_count(user).await? >= MAX_FRIENDS {
+                            return Err(Error::FriendCap {
+                                user,
+                                cap: MAX_FRIENDS,
+                            });
+                        }
+                    }
+                    let result = self
+                        .session
+                        .execute_unpaged(&self.insert_pair, (lo, hi, me, CqlTimestamp(now_ms())))
+                        .await
+                        .map_err(cql)?;
+                    if applied(result)? {
+                        self.write_edges(
+                            (me, FriendState::Outgoing),
+                            (other, FriendState::Incoming),
+                        )
+                        .await?;
+                        return Ok(RequestOutcome::Requested);
+                    }
+                }
+            }
+        }
+        Err(Error::Contention { a: me, b: other })
+    }
+
+    /// `me` ends whatever is between `me` and `other`: unfriend, withdraw or decline.
+    pub async fn remove(&self, me: UserId, other: UserId) -> Result<RemoveOutcome> {
+        let (lo, hi) = pair_key(me, other);
+        for _ in 0..MAX_LWT_ATTEMPTS {
+            let Some(pair) = self.pair(me, other).await? else {
+                // Nothing to undo; clear any list entry a crash may have left behind.
+                self.delete_edges(me, other).await?;
+                return Ok(RemoveOutcome::NotFound);
+            };
+            let (state, requested_by, outcome) = match pair {
+                Pair::Accepted { requested_by } => {
+                    ("accepted", requested_by, RemoveOutcome::Unfriended)
+                }
+                Pair::Pending { requested_by } if requested_by == me => {
+                    ("pending", requested_by, RemoveOutcome::Withdrawn)
+                }
+                Pair::Pending { requested_by } => {
+                    ("pending", requested_by, RemoveOutcome::Declined)
+                }
+            };
+            let result = self
+                .session
+                .execute_unpaged(&self.delete_pair, (lo, hi, state, requested_by))
+                .await
+                .map_err(cql)?;
+            if applied(result)? {
+                self.delete_edges(me, other).await?;
+                return Ok(outcome);
+            }
+        }
+        Err(Error::Contention { a: me, b: other })
+    }
+
+    /// Every entry of `user`'s friend list (accepted and pending), at most [`MAX_FRIENDS`]
+    /// plus a margin for races, ordered by friend id.
+    pub async fn friends(&self, user: UserId) -> Result<Vec<FriendEdge>> {
+        let pager = self
+            .session
+            .execute_iter(self.list_edges.clone(), (user,))
+            .await
+            .map_err(|e| Error::CqlPaging(e.to_string()))?;
+        let mut rows = pager
+            .rows_stream::<(i64, Option<String>, Option<CqlTimestamp>)>()
+            .map_err(decode("friends"))?;
+        let mut edges = Vec::new();
+        while let Some((friend_id, state, since)) = rows
+            .try_next()
+            .await
+            .map_err(|e| Error::CqlPaging(e.to_string()))?
+        {
+            if let Some(state) = state.as_deref().and_then(FriendState::parse) {
+                edges.push(FriendEdge {
+                    friend_id,
+                    state,
+                    since: since.map_or(0, |t| t.0),
+                });
+            }
+            if edges.len() >= 2 * MAX_FRIENDS {
+                break;
+            }
+        }
+        Ok(edges)
+    }
+
+    /// The ids of `user`'s accepted friends.
+    pub async fn accepted_friends(&self, user: UserId) -> Result<Vec<UserId>> {
+        Ok(self
+            .friends(user)
+            .await?
+            .into_iter()
+            .filter(|e| e.state == FriendState::Accepted)
+            .map(|e| e.friend_id)
+            .collect())
+    }
+}
