@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use nearby_common::StackArgs;
 
 pub mod schema;
+pub mod token;
 pub mod topics;
 
 /// Operator tasks for Nearby Friends.
@@ -30,6 +31,8 @@ pub enum Command {
         #[command(subcommand)]
         action: schema::SchemaAction,
     },
+    /// Mint a development token for a user.
+    Token(token::TokenArgs),
     /// Kafka topics of the system.
     Topics {
         /// What to do with them.
@@ -42,6 +45,7 @@ pub enum Command {
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Schema { action } => schema::run(&cli.stack, action, out).await,
+        Command::Token(args) => token::run(&args, out),
         Command::Topics { action } => topics::run(&cli.stack, action, out).await,
     }
 }
