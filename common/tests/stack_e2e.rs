@@ -260,3 +260,32 @@ async fn redis_key_set_with_ex_expires() {
     let value: Option<String> = redis.get(&key).await.expect("GET");
     assert_eq!(value, None);
 }
+
+#[tokio::test]
+async fn latest_locations_are_cached_with_their_ttl_and_read_in_order() {
+    use nearby_common::redis_store::{LatestLocation, LocationCache};
+    let mut conn = nearby_common::redis_store::connect(&support::redis_url())
+        .await
+        .expect("redis");
+    let cache = LocationCache::new(&support::unique("test"), 600);
+    let a = LatestLocation {
+        lat: 37.77,
+        lon: -122.42,
+        ts: 1_764_057_600_000,
+    };
+    let b = LatestLocation {
+        lat: 37.78,
+        lon: -122.41,
+        ts: 1_764_057_630_000,
+    };
+    cache.set(&mut conn, 1, &a).await.expect("set a");
+    cache.set(&mut conn, 3, &b).await.expect("set b");
+    let got = cache.get_many(&mut conn, &[3, 2, 1]).await.expect("mget");
+    assert_eq!(got, vec![Some(b), None, Some(a)]);
+    assert_eq!(
+        cache.get_many(&mut conn, &[1]).await.expect("one key"),
+        vec![Some(a)]
+    );
+    let ttl: i64 = conn.ttl(cache.key(1)).await.expect("TTL");
+    assert!((590..=600).contains(&ttl), "TTL {ttl}");
+}
