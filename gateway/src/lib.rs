@@ -1,1 +1,182 @@
-//! The gateway: WebSocket and REST server, auth, connection registry, first page and paging (built in the live-pipeline issue).
+//! The gateway: clients' WebSocket and HTTP port, authentication, the connection registry, the
+//! first page and paging, and the consumer of its own delivery topic.
+//!
+//! [`Gateway::build`] connects to the stack; [`run`] serves on listeners it is given and stops
+//! when the shutdown token is cancelled, so tests start the real thing on port 0.
+
+pub mod admin;
+pub mod config;
+pub mod deliveries;
+pub mod http;
+pub mod nearby;
+pub mod outbox;
+pub mod protocol;
+pub mod registry;
+pub mod session;
+pub mod users;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
+use nearby_common::auth::Verifier;
+use nearby_common::kafka::{self, TopicSpec};
+use nearby_common::redis_store::LocationCache;
+use nearby_common::users::UserStore;
+use nearby_ingest::Ingest;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::GatewayConfig;
+
+/// Everything a request handler or session needs, shared by all of them.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The configuration it runs with.
+    pub config: GatewayConfig,
+    /// Checks tokens.
+    pub verifier: Verifier,
+    /// The write path into Kafka.
+    pub ingest: Ingest,
+    /// Friend lists and profiles.
+    pub users: users::Users,
+    /// Builds `nearby` pages.
+    pub pager: nearby::Pager,
+    /// Open connections.
+    pub registry: Arc<registry::Registry>,
+    /// One permit per connection.
+    pub connections: Arc<Semaphore>,
+    /// Cancelled to stop everything.
+    pub shutdown: CancellationToken,
+    /// Whether the delivery topic's partitions are assigned (readiness).
+    pub deliveries_ready: Arc<AtomicBool>,
+}
+
+impl Gateway {
+    /// Checks the configuration and connects to the stack (CQL, Redis, Kafka); creates the
+    /// user store's tables and this gateway's delivery topic if missing.
+    pub async fn build(
+        config: GatewayConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let verifier = Verifier::from_args(&config.auth).map_err(anyhow::Error::msg)?;
+        if config.auth.jwt_public_key_file.is_none()
+            && config.auth.jwt_secret == nearby_common::auth::DEV_SECRET
+        {
+            tracing::warn!(
+                "NEARBY_JWT_SECRET is the public development default: set it outside development"
+            );
+        }
+        let stack = &config.stack;
+        let topics = stack.topics()?;
+        let ingest = Ingest::new(
+            &stack.kafka_brokers,
+            topics.location_updates(),
+            &config.ingest,
+        )?;
+
+        let session = nearby_common::cql::connect(&stack.cql_nodes).await?;
+        nearby_common::users::create_schema(&session, &stack.cql_keyspace, 1)
+            .await
+            .context("creating the user store's tables")?;
+        let store = Arc::new(UserStore::new(session, &stack.cql_keyspace).await?);
+        let users = users::Users::new(store, config.user_cache_capacity, config.user_cache_ttl);
+
+        let redis = nearby_common::redis_store::connect(&stack.redis_url).await?;
+        let ttl = config.location_ttl;
+        let pager = nearby::Pager {
+            users: users.clone(),
+            cache: LocationCache::new(&stack.topic_prefix, ttl.as_secs()),
+            redis,
+            radius_m: config.radius_m,
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+            page_size: config.page_size,
+        };
+
+        let admin = kafka::admin_client(&stack.kafka_brokers)?;
+        kafka::ensure_topics(
+            &admin,
+            &[TopicSpec {
+                name: topics.deliveries(&config.gateway_id)?,
+                partitions: 1,
+                replication: config.replication_factor,
+                retention: Duration::from_secs(3600),
+            }],
+        )
+        .await
+        .context("creating this gateway's delivery topic")?;
+
+        Ok(Arc::new(Self {
+            verifier,
+            ingest,
+            users,
+            pager,
+            registry: Arc::default(),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            shutdown,
+            deliveries_ready: Arc::default(),
+            config,
+        }))
+    }
+
+    /// The client port's routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/ws", get(http::ws))
+            .route("/v1/me", get(http::get_me).patch(http::patch_me))
+            .route("/v1/me/friends/{id}", put(http::put_friend))
+            .fallback(http::not_found)
+            .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
+            .with_state(self.clone())
+    }
+}
+
+/// Serves clients on `listener` and operators on `admin_listener`, and consumes the delivery
+/// topic, until the gateway's shutdown token is cancelled; then closes every socket and waits
+/// (bounded) for the records in flight.
+pub async fn run(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+) -> anyhow::Result<()> {
+    let stack = &gw.config.stack;
+    let topic = stack.topics()?.deliveries(&gw.config.gateway_id)?;
+    let consumer = deliveries::consumer(
+        &stack.kafka_brokers,
+        &gw.config.gateway_id,
+        &topic,
+        gw.deliveries_ready.clone(),
+    )?;
+    let delivery_task = tokio::spawn(deliveries::run(
+        consumer,
+        gw.registry.clone(),
+        gw.users.clone(),
+        gw.shutdown.clone(),
+    ));
+
+    info!(addr = %listener.local_addr()?, admin = %admin_listener.local_addr()?, gateway = %gw.config.gateway_id, "gateway listening");
+    let shutdown = gw.shutdown.clone();
+    let client = axum::serve(listener, gw.router())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let admin = axum::serve(admin_listener, admin::router(gw.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let (client, admin) = tokio::join!(client.into_future(), admin.into_future());
+    client?;
+    admin?;
+    let _ = delivery_task.await;
+    // Sessions end on the same token and record their disconnects; give them a bounded moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !gw.registry.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.ingest.flush(Duration::from_secs(5)).await?;
+    info!("gateway stopped");
+    Ok(())
+}

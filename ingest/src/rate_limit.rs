@@ -120,12 +120,14 @@ impl RateLimiter {
 
     /// [`check`](Self::check) at a given instant (for tests and callers with their own clock).
     pub fn check_at(&self, user: UserId, now: Instant) -> Result<(), Limited> {
-        let now_ns = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX);
+        let now_ns =
+            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         let shard = &self.shards[self.shard_of(user)];
         // A std mutex, not Tokio's: the critical section is a few hash-map operations and
         // never awaits, so blocking briefly is cheaper than an async lock.
-        let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let before = shard.tat.len();
         if now_ns.saturating_sub(shard.last_sweep_ns) >= duration_ns(IDLE_SWEEP_EVERY) {
             shard.sweep(now_ns);
@@ -273,7 +275,8 @@ mod tests {
         let early = l
             .check_at(1, t0 + Duration::from_millis(500 * 99 + 1))
             .expect_err("burst 1: the next report needs a full interval");
-        assert_eq!(early.retry_after_ms(), 500);
+        // The next token is due at 100 × 500 ms; it is 49 501 ms now.
+        assert_eq!(early.retry_after_ms(), 499);
     }
 
     #[test]

@@ -125,7 +125,10 @@ mod tests {
     fn codes_are_stable_and_messages_name_the_limit() {
         let cases = [
             (
-                Rejection::InvalidCoordinates { lat: 91.0, lon: 0.0 },
+                Rejection::InvalidCoordinates {
+                    lat: 91.0,
+                    lon: 0.0,
+                },
                 "invalid_coordinates",
                 "lat must be a finite number between -90 and 90",
             ),

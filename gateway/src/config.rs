@@ -1,0 +1,158 @@
+//! The gateway's configuration: flags or `NEARBY_*` variables, a default on every field, and
+//! the cross-field rules checked at start-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use nearby_common::StackArgs;
+use nearby_common::auth::AuthArgs;
+use nearby_ingest::IngestConfig;
+
+/// Everything a gateway needs to run.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "nearby-gateway",
+    version,
+    about = "WebSocket and REST gateway of Nearby Friends"
+)]
+pub struct GatewayConfig {
+    /// This gateway's id: names its delivery topic `<prefix>.deliveries.<id>`.
+    #[arg(long, env = "NEARBY_GATEWAY_ID", default_value = "gw-1")]
+    pub gateway_id: String,
+
+    /// Address of the client port (WebSocket and HTTP).
+    #[arg(long, env = "NEARBY_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Address of the operators' port (health, readiness).
+    #[arg(
+        long,
+        env = "NEARBY_GATEWAY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9080"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Most sockets held at once; further upgrades get 503.
+    #[arg(long, env = "NEARBY_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Largest text frame accepted, bytes; a larger one (up to the hard limit) gets an
+    /// `error` `frame_too_large` and is dropped.
+    #[arg(long, env = "NEARBY_MAX_FRAME_BYTES", default_value_t = 4096)]
+    pub max_frame_bytes: usize,
+
+    /// Hard frame limit, bytes: a larger frame closes the socket with 1009.
+    #[arg(long, env = "NEARBY_HARD_FRAME_BYTES", default_value_t = 65_536)]
+    pub hard_frame_bytes: usize,
+
+    /// Frames a client may queue for sending before the oldest are dropped (latest wins).
+    #[arg(long, env = "NEARBY_OUTBOX_CAPACITY", default_value_t = 64)]
+    pub outbox_capacity: usize,
+
+    /// Socket read buffer, bytes (tungstenite's default is 128 KiB: far too much per idle socket).
+    #[arg(long, env = "NEARBY_WS_READ_BUFFER", default_value_t = 4096)]
+    pub ws_read_buffer: usize,
+
+    /// Socket write buffer, bytes.
+    #[arg(long, env = "NEARBY_WS_WRITE_BUFFER", default_value_t = 4096)]
+    pub ws_write_buffer: usize,
+
+    /// How often the server pings an idle socket.
+    #[arg(long, env = "NEARBY_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A socket silent this long (no frame, no pong) is closed.
+    #[arg(long, env = "NEARBY_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// A socket that cannot take a write for this long is closed.
+    #[arg(long, env = "NEARBY_SEND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub send_timeout: Duration,
+
+    /// Frames per second a connection may send, sustained (all frame types).
+    #[arg(long, env = "NEARBY_FRAME_RATE", default_value_t = 10.0)]
+    pub frame_rate: f64,
+
+    /// Frames a connection may send in a burst above the sustained rate.
+    #[arg(long, env = "NEARBY_FRAME_BURST", default_value_t = 30.0)]
+    pub frame_burst: f64,
+
+    /// Frames over the frame rate a connection may send before it is closed (1008); each one
+    /// gets an `error` `rate_limited` first.
+    #[arg(long, env = "NEARBY_FLOOD_TOLERANCE", default_value_t = 10)]
+    pub flood_tolerance: u32,
+
+    /// The nearby radius, metres (5 miles).
+    #[arg(long, env = "NEARBY_RADIUS_M", default_value_t = nearby_common::geo::NEARBY_RADIUS_M)]
+    pub radius_m: f64,
+
+    /// A friend silent this long is inactive and not listed.
+    #[arg(long, env = "NEARBY_LOCATION_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub location_ttl: Duration,
+
+    /// Friends per `nearby` page.
+    #[arg(long, env = "NEARBY_PAGE_SIZE", default_value_t = 20)]
+    pub page_size: usize,
+
+    /// How long a friend list or profile read from the user store is reused.
+    #[arg(long, env = "NEARBY_USER_CACHE_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub user_cache_ttl: Duration,
+
+    /// Most users whose friend lists and profiles are cached.
+    #[arg(long, env = "NEARBY_USER_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub user_cache_capacity: u64,
+
+    /// Largest HTTP request body, bytes (413 beyond).
+    #[arg(long, env = "NEARBY_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+
+    /// Replication factor of the delivery topic when the gateway creates it.
+    #[arg(long, env = "NEARBY_REPLICATION_FACTOR", default_value_t = 1)]
+    pub replication_factor: i32,
+
+    /// Where the stack is.
+    #[command(flatten)]
+    pub stack: StackArgs,
+
+    /// How tokens are checked.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    /// Report validation and rate limits.
+    #[command(flatten)]
+    pub ingest: IngestConfig,
+}
+
+impl GatewayConfig {
+    /// Checks the rules between fields; the message names the settings to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.ping_interval >= self.idle_timeout {
+            problems.push("NEARBY_PING_INTERVAL must be shorter than NEARBY_IDLE_TIMEOUT");
+        }
+        if self.max_frame_bytes == 0 || self.max_frame_bytes > self.hard_frame_bytes {
+            problems.push("NEARBY_MAX_FRAME_BYTES must be between 1 and NEARBY_HARD_FRAME_BYTES");
+        }
+        if self.outbox_capacity == 0 || self.max_connections == 0 || self.page_size == 0 {
+            problems.push("NEARBY_OUTBOX_CAPACITY, NEARBY_MAX_CONNECTIONS and NEARBY_PAGE_SIZE must be positive");
+        }
+        if !(self.frame_rate > 0.0 && self.frame_burst >= 1.0) {
+            problems.push("NEARBY_FRAME_RATE must be positive and NEARBY_FRAME_BURST at least 1");
+        }
+        if !(self.radius_m.is_finite() && self.radius_m > 0.0) {
+            problems.push("NEARBY_RADIUS_M must be a positive number of metres");
+        }
+        if let Err(e) = self
+            .stack
+            .topics()
+            .and_then(|t| t.deliveries(&self.gateway_id))
+        {
+            return Err(format!("NEARBY_GATEWAY_ID / NEARBY_TOPIC_PREFIX: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}

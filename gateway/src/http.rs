@@ -1,0 +1,300 @@
+//! The HTTP side of the client port: the socket upgrade, and the JSON calls on the caller's own
+//! profile and friendships. Every call is authenticated; every error is
+//! `{"error": {"code", "message"}}` with the fitting status.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nearby_common::UserId;
+use nearby_common::auth::{AuthError, bearer};
+use nearby_common::users::{Profile, ProfileUpdate, RequestOutcome};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::Gateway;
+
+/// An error as the client sees it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        warn!(error = %e, "request failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "a store is not answering: try again",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+    }
+}
+
+impl From<nearby_common::Error> for ApiError {
+    fn from(e: nearby_common::Error) -> Self {
+        use nearby_common::Error as E;
+        match e {
+            E::UnknownUser(u) => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("user {u} not found"),
+            ),
+            E::SelfFriendship => {
+                Self::new(StatusCode::BAD_REQUEST, "self_friendship", e.to_string())
+            }
+            E::FriendCap { .. } => Self::new(StatusCode::CONFLICT, "friend_limit", e.to_string()),
+            E::Contention { .. } => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// The authenticated caller. Its first authenticated call creates its profile.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller(pub UserId);
+
+/// The token of a request: the `Authorization: Bearer` header, or `?access_token=` (browsers
+/// cannot set headers on a WebSocket).
+fn token(parts: &Parts) -> Option<String> {
+    if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
+        return h.to_str().ok().and_then(bearer).map(str::to_owned);
+    }
+    let query = parts.uri.query()?;
+    serde_urlencoded_token(query)
+}
+
+fn serde_urlencoded_token(query: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Q {
+        access_token: Option<String>,
+    }
+    Query::<Q>::try_from_uri(&format!("/?{query}").parse().ok()?)
+        .ok()
+        .and_then(|q| q.0.access_token)
+}
+
+impl FromRequestParts<Arc<Gateway>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, gw: &Arc<Gateway>) -> Result<Self, ApiError> {
+        let token = token(parts).ok_or(AuthError::Missing)?;
+        let user = gw.verifier.verify(&token)?;
+        // Just-in-time profile: known profiles come from the cache; a new one is created.
+        if gw.users.profile(user).await?.is_none() {
+            gw.users.store().ensure_profile(user).await?;
+        }
+        Ok(Self(user))
+    }
+}
+
+/// A JSON body whose rejections are the API's errors (400 for a bad body, 413 for a large one).
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "request body over the size limit",
+                ))
+            }
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
+/// `GET /v1/ws`: upgrades to the socket once the token checks out.
+pub async fn ws(
+    State(gw): State<Arc<Gateway>>,
+    Caller(user): Caller,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let Ok(permit) = gw.connections.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "full",
+            "this gateway holds all the connections it can: try again",
+        ));
+    };
+    if gw.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this gateway is shutting down: connect again",
+        ));
+    }
+    let cfg = &gw.config;
+    let upgrade = upgrade
+        .read_buffer_size(cfg.ws_read_buffer)
+        .write_buffer_size(cfg.ws_write_buffer)
+        .max_write_buffer_size(cfg.ws_write_buffer.max(cfg.hard_frame_bytes) * 2)
+        .max_message_size(cfg.hard_frame_bytes)
+        .max_frame_size(cfg.hard_frame_bytes);
+    Ok(upgrade.on_upgrade(move |socket| crate::session::run(gw, socket, user, permit)))
+}
+
+/// A profile as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ProfileView {
+    user_id: String,
+    name: String,
+    avatar_url: Option<String>,
+    sharing: bool,
+}
+
+impl From<&Profile> for ProfileView {
+    fn from(p: &Profile) -> Self {
+        Self {
+            user_id: p.user_id.to_string(),
+            name: p.name.clone(),
+            avatar_url: p.avatar_url.clone(),
+            sharing: p.sharing,
+        }
+    }
+}
+
+/// `GET /v1/me`.
+pub async fn get_me(
+    State(gw): State<Arc<Gateway>>,
+    Caller(user): Caller,
+) -> Result<Json<ProfileView>, ApiError> {
+    let p = gw.users.store().ensure_profile(user).await?;
+    Ok(Json(ProfileView::from(&p)))
+}
+
+/// The body of `PATCH /v1/me`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchMe {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, with = "double_option")]
+    avatar_url: Option<Option<String>>,
+}
+
+mod double_option {
+    //! Tells `"avatar_url": null` (clear it) from a missing field (leave it).
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+/// Longest display name, characters.
+const MAX_NAME_CHARS: usize = 64;
+/// Longest avatar address, bytes.
+const MAX_AVATAR_URL: usize = 2048;
+
+/// `PATCH /v1/me`: name and/or avatar.
+pub async fn patch_me(
+    State(gw): State<Arc<Gateway>>,
+    Caller(user): Caller,
+    Body(patch): Body<PatchMe>,
+) -> Result<Json<ProfileView>, ApiError> {
+    if let Some(name) = &patch.name {
+        let n = name.trim().chars().count();
+        if n == 0 || n > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_name",
+                format!("name must be 1 to {MAX_NAME_CHARS} printable characters"),
+            ));
+        }
+    }
+    if let Some(Some(url)) = &patch.avatar_url
+        && (url.len() > MAX_AVATAR_URL
+            || !(url.starts_with("https://") || url.starts_with("http://")))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_avatar_url",
+            format!("avatar_url must be an http(s) address of at most {MAX_AVATAR_URL} bytes"),
+        ));
+    }
+    let update = ProfileUpdate {
+        name: patch.name.map(|n| n.trim().to_owned()),
+        avatar_url: patch.avatar_url,
+    };
+    let p = gw.users.store().update_profile(user, &update).await?;
+    gw.users.invalidate(&[user]).await;
+    Ok(Json(ProfileView::from(&p)))
+}
+
+/// `PUT /v1/me/friends/{id}`: ask, or accept their request.
+pub async fn put_friend(
+    State(gw): State<Arc<Gateway>>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let other = nearby_common::ids::parse_user_id(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_user_id",
+            "a user id is a decimal number",
+        )
+    })?;
+    let outcome = gw.users.store().request(user, other).await?;
+    gw.users.invalidate(&[user, other]).await;
+    let status = match outcome {
+        RequestOutcome::Requested => "requested",
+        RequestOutcome::Accepted => "accepted",
+        RequestOutcome::AlreadyRequested => "already_requested",
+        RequestOutcome::AlreadyFriends => "already_friends",
+    };
+    Ok(Json(
+        serde_json::json!({"user_id": other.to_string(), "status": status}),
+    ))
+}
+
+/// Answers unknown paths with the API's error shape.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

@@ -1,0 +1,145 @@
+//! The `nearby` pages: a user's accepted friends with sharing on, active (a cached latest
+//! location younger than the TTL) and within the radius, nearest first, a page at a time. The
+//! cursor names the last entry of the previous page, so a page is computed afresh each time and
+//! the server keeps no paging state.
+
+use nearby_common::UserId;
+use nearby_common::geo::haversine_m;
+use nearby_common::redis_store::LocationCache;
+use redis::aio::ConnectionManager;
+
+use crate::protocol::{FriendEntry, id_string, round_distance};
+use crate::users::Users;
+
+/// Where the next page starts: after this (distance in cm, friend id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    distance_cm: u64,
+    friend: UserId,
+}
+
+impl Cursor {
+    /// The wire form (opaque to clients).
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.distance_cm, self.friend)
+    }
+
+    /// Reads a cursor this server issued; `None` for anything else.
+    pub fn decode(s: &str) -> Option<Self> {
+        let (d, f) = s.split_once('.')?;
+        Some(Self {
+            distance_cm: d.parse().ok()?,
+            friend: nearby_common::ids::parse_user_id(f)?,
+        })
+    }
+}
+
+/// Builds pages.
+#[derive(Debug, Clone)]
+pub struct Pager {
+    /// Friend lists and profiles.
+    pub users: Users,
+    /// The latest-location cache.
+    pub cache: LocationCache,
+    /// A Redis connection (multiplexed; clones share it).
+    pub redis: ConnectionManager,
+    /// The radius, metres.
+    pub radius_m: f64,
+    /// How old a location may be and still count, ms.
+    pub ttl_ms: i64,
+    /// Entries per page.
+    pub page_size: usize,
+}
+
+/// Why a page could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// Redis or the user store failed.
+    #[error("{0}")]
+    Store(#[from] nearby_common::Error),
+}
+
+impl Pager {
+    /// The page after `after` (the first page when `None`) for `user` standing at `(lat, lon)`.
+    pub async fn page(
+        &self,
+        user: UserId,
+        (lat, lon): (f64, f64),
+        after: Option<Cursor>,
+        now_ms: i64,
+    ) -> Result<(Vec<FriendEntry>, Option<String>), PageError> {
+        let friends = self.users.friends(user).await?;
+        let mut redis = self.redis.clone();
+        let locations = self.cache.get_many(&mut redis, &friends).await?;
+        let mut candidates: Vec<(
+            Cursor,
+            UserId,
+            nearby_common::redis_store::LatestLocation,
+            f64,
+        )> = Vec::new();
+        for (friend, loc) in friends.iter().zip(locations) {
+            let Some(loc) = loc else { continue };
+            if now_ms - loc.ts > self.ttl_ms {
+                continue;
+            }
+            let d = haversine_m(lat, lon, loc.lat, loc.lon);
+            if d > self.radius_m {
+                continue;
+            }
+            // Distances are at most the radius: whole centimetres fit u64 easily.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let key = Cursor {
+                distance_cm: (d * 100.0).round() as u64,
+                friend: *friend,
+            };
+            if after.is_some_and(|a| key <= a) {
+                continue;
+            }
+            candidates.push((key, *friend, loc, d));
+        }
+        candidates.sort_by_key(|c| c.0);
+        let mut entries = Vec::with_capacity(self.page_size.min(candidates.len()));
+        let mut last = None;
+        for (key, friend, loc, d) in candidates.iter().copied() {
+            if entries.len() == self.page_size {
+                break;
+            }
+            // Only friends with sharing on are ever listed.
+            let Some(profile) = self.users.profile(friend).await? else {
+                continue;
+            };
+            if !profile.sharing {
+                continue;
+            }
+            entries.push(FriendEntry {
+                user_id: id_string(friend),
+                name: profile.name.clone(),
+                lat: loc.lat,
+                lon: loc.lon,
+                distance_m: round_distance(d),
+                updated_at: loc.ts,
+            });
+            last = Some(key);
+        }
+        let more = last.is_some_and(|l| candidates.iter().any(|c| c.0 > l));
+        let next = if more { last.map(|c| c.encode()) } else { None };
+        Ok((entries, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_junk() {
+        let c = Cursor {
+            distance_cm: 81_250,
+            friend: 17,
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for junk in ["", "x", "1.", ".1", "1.-2", "a.b", "1.2.3"] {
+            assert_eq!(Cursor::decode(junk), None, "{junk}");
+        }
+    }
+}
