@@ -7,6 +7,7 @@ pub mod error;
 pub mod geo;
 pub mod ids;
 pub mod kafka;
+pub mod partition;
 pub mod redis_store;
 pub mod stack;
 pub mod topics;

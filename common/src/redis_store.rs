@@ -77,6 +77,29 @@ impl LocationCache {
         Ok(())
     }
 
+    /// Writes the latest locations of several users in one round trip, each expiring at its
+    /// own absolute time (epoch ms: `PXAT`), so the cache forgets a user exactly when fanout does.
+    pub async fn set_many_until(
+        &self,
+        conn: &mut ConnectionManager,
+        entries: &[(UserId, LatestLocation, i64)],
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (user, loc, expires_at_ms) in entries {
+            pipe.cmd("SET")
+                .arg(self.key(*user))
+                .arg(loc.encode())
+                .arg("PXAT")
+                .arg(*expires_at_ms)
+                .ignore();
+        }
+        let _: () = pipe.query_async(conn).await?;
+        Ok(())
+    }
+
     /// Latest locations of `users`, in the same order (`None` where absent or expired).
     pub async fn get_many(
         &self,

@@ -288,4 +288,21 @@ async fn latest_locations_are_cached_with_their_ttl_and_read_in_order() {
     );
     let ttl: i64 = conn.ttl(cache.key(1)).await.expect("TTL");
     assert!((590..=600).contains(&ttl), "TTL {ttl}");
+
+    // Batched writes with absolute expiry: one already past is gone, the other is kept.
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("fits");
+    cache
+        .set_many_until(&mut conn, &[(5, a, now + 60_000), (6, b, now - 1)])
+        .await
+        .expect("pipeline");
+    let got = cache.get_many(&mut conn, &[5, 6]).await.expect("mget");
+    assert_eq!(got, vec![Some(a), None]);
+    let pttl: i64 = conn.pttl(cache.key(5)).await.expect("PTTL");
+    assert!((55_000..=60_000).contains(&pttl), "PTTL {pttl}");
 }
