@@ -1,0 +1,80 @@
+//! The fanout service's configuration (flags or `NEARBY_*` variables, defaults everywhere).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use nearby_common::StackArgs;
+
+/// Everything a fanout instance needs.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "nearby-fanout",
+    version,
+    about = "Fan-out stage of Nearby Friends"
+)]
+pub struct FanoutServiceConfig {
+    /// Consumer group that shares the location topic's partitions among fanout instances.
+    #[arg(long, env = "NEARBY_FANOUT_GROUP", default_value = "nearby-fanout")]
+    pub group_id: String,
+
+    /// Address of the operators' port (health, readiness).
+    #[arg(
+        long,
+        env = "NEARBY_FANOUT_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9081"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// The nearby radius, metres (5 miles).
+    #[arg(long, env = "NEARBY_RADIUS_M", default_value_t = nearby_common::geo::NEARBY_RADIUS_M)]
+    pub radius_m: f64,
+
+    /// A user silent this long is inactive: dropped from every list (`friend_left`/`inactive`).
+    #[arg(long, env = "NEARBY_LOCATION_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub location_ttl: Duration,
+
+    /// How often users past the TTL are swept out.
+    #[arg(long, env = "NEARBY_SWEEP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// Most friend lists and sharing flags kept in memory (users); the oldest are dropped
+    /// (and read again from the user store when needed).
+    #[arg(
+        long,
+        env = "NEARBY_FRIEND_CACHE_CAPACITY",
+        default_value_t = 2_000_000
+    )]
+    pub friend_cache_capacity: usize,
+
+    /// Records the delivery producer may hold unsent before it reports itself full.
+    #[arg(long, env = "NEARBY_DELIVERY_QUEUE", default_value_t = 100_000)]
+    pub delivery_queue: usize,
+
+    /// Where the stack is.
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+impl FanoutServiceConfig {
+    /// Checks the rules between fields.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.radius_m.is_finite() && self.radius_m > 0.0) {
+            return Err("NEARBY_RADIUS_M must be a positive number of metres".into());
+        }
+        if self.sweep_interval.is_zero() || self.sweep_interval >= self.location_ttl {
+            return Err(
+                "NEARBY_SWEEP_INTERVAL must be positive and shorter than NEARBY_LOCATION_TTL"
+                    .into(),
+            );
+        }
+        if self.friend_cache_capacity == 0 || self.delivery_queue == 0 {
+            return Err(
+                "NEARBY_FRIEND_CACHE_CAPACITY and NEARBY_DELIVERY_QUEUE must be positive".into(),
+            );
+        }
+        self.stack
+            .topics()
+            .map(|_| ())
+            .map_err(|e| format!("NEARBY_TOPIC_PREFIX: {e}"))
+    }
+}

@@ -1,0 +1,20 @@
+//! The fanout service: the core ([`crate::Fanout`]) wired to Kafka, the user store and Redis.
+//!
+//! Every instance reads **every** partition of the location topic (a consumer with no group,
+//! assigned all partitions from the offsets of `now - TTL`) to keep its table of all active
+//! users; a second consumer joins the `fanout` group only to learn which partitions this
+//! instance **owns** (it fetches nothing: its partitions are paused) and to commit progress.
+//! Events of owned partitions produce deliveries and cache writes; the rest only update the table.
+//!
+//! Guarantee: deliveries are at-most-once across a rebalance (a partition's new owner fans out
+//! from where its table reader is, not from the old owner's last commit); positions are
+//! latest-wins and phones report every ~30 s, so the next report repairs any gap.
+
+pub mod config;
+pub mod graph;
+pub mod ownership;
+pub mod producer;
+pub mod run;
+
+pub use config::FanoutServiceConfig;
+pub use run::{FanoutService, Status};

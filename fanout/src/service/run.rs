@@ -1,0 +1,307 @@
+//! The fanout instance's loop: read every partition's events in order, load friend lists when
+//! a user becomes active, apply the core, produce deliveries, write the cache, sweep the expired.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use nearby_common::partition::partition_of_user;
+use nearby_common::redis_store::{LatestLocation, LocationCache};
+use nearby_common::users::UserStore;
+use nearby_schemas::{LocationBody, LocationEvent};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use redis::aio::ConnectionManager;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::config::FanoutServiceConfig;
+use super::graph::StoreGraph;
+use super::ownership;
+use super::producer::DeliveryProducer;
+use crate::{Effects, Fanout, FanoutConfig};
+
+/// How long a metadata or offsets request may take at start-up.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the admin port reports.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// The table reader has reached the end the topic had at start-up, and the group assigned.
+    pub ready: AtomicBool,
+    /// Events applied.
+    pub events: AtomicU64,
+    /// Events that could not be decoded (skipped).
+    pub poison: AtomicU64,
+    /// Users in the table.
+    pub table_users: AtomicU64,
+    /// Friend-list loads that failed (the user is linked to nobody until their next activation).
+    pub graph_errors: AtomicU64,
+}
+
+/// A fanout instance, connected to the stack.
+#[derive(Debug)]
+pub struct FanoutService {
+    config: FanoutServiceConfig,
+    store: UserStore,
+    redis: ConnectionManager,
+    cache: LocationCache,
+    /// Shared with the admin port.
+    pub status: Arc<Status>,
+}
+
+/// Epoch ms by the system clock (the core itself never reads the clock).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl FanoutService {
+    /// Checks the configuration and connects to the CQL store and Redis.
+    pub async fn build(config: FanoutServiceConfig) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let stack = &config.stack;
+        let session = nearby_common::cql::connect(&stack.cql_nodes).await?;
+        nearby_common::users::create_schema(&session, &stack.cql_keyspace, 1).await?;
+        let store = UserStore::new(session, &stack.cql_keyspace).await?;
+        let redis = nearby_common::redis_store::connect(&stack.redis_url).await?;
+        let cache = LocationCache::new(&stack.topic_prefix, config.location_ttl.as_secs());
+        Ok(Self {
+            config,
+            store,
+            redis,
+            cache,
+            status: Arc::default(),
+        })
+    }
+
+    /// Runs until `shutdown`, serving health and readiness on `admin`.
+    pub async fn run(
+        mut self,
+        admin: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let stack = self.config.stack.clone();
+        let topics = stack.topics()?;
+        let topic = topics.location_updates();
+        let ttl_ms = i64::try_from(self.config.location_ttl.as_millis()).unwrap_or(i64::MAX);
+
+        let admin_task = tokio::spawn(serve_admin(admin, self.status.clone(), shutdown.clone()));
+
+        // The table reader: every partition, from the first offset of the last TTL window.
+        let table: StreamConsumer = {
+            let mut c = nearby_common::kafka::client_config(&stack.kafka_brokers);
+            c.set(
+                "group.id",
+                format!(
+                    "{}-table-{}",
+                    self.config.group_id,
+                    uuid::Uuid::new_v4().simple()
+                ),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10");
+            c.create()?
+        };
+        let metadata = table.fetch_metadata(Some(&topic), KAFKA_TIMEOUT)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        anyhow::ensure!(
+            !partitions.is_empty(),
+            "topic {topic} has no partitions: create it with `nearby-admin topics create`"
+        );
+        let partition_count = i32::try_from(partitions.len())?;
+        let mut wanted = TopicPartitionList::new();
+        for p in &partitions {
+            wanted.add_partition_offset(&topic, *p, Offset::Offset(now_ms() - ttl_ms))?;
+        }
+        let start = table
+            .offsets_for_times(wanted, KAFKA_TIMEOUT)
+            .context("offsets for (now - TTL)")?;
+        let mut high = HashMap::new();
+        for p in &partitions {
+            let (_, h) = table.fetch_watermarks(&topic, *p, KAFKA_TIMEOUT)?;
+            high.insert(*p, h);
+        }
+        table.assign(&start)?;
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        for e in start.elements() {
+            let at = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => high.get(&e.partition()).copied().unwrap_or(0),
+            };
+            next.insert(e.partition(), at);
+        }
+        info!(%topic, partitions = partition_count, "table reader assigned from now - TTL");
+
+        let (group, owned, joined) =
+            ownership::join(&stack.kafka_brokers, &self.config.group_id, &topic)?;
+        let group = Arc::new(group);
+        let membership = tokio::spawn({
+            let group = group.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                // Polling keeps the membership alive and runs the rebalance callbacks; the
+                // partitions are paused, so no record comes back.
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        r = group.recv() => if let Err(e) = r { warn!(error = %e, "group consumer"); },
+                    }
+                }
+            }
+        });
+
+        let mut fanout = Fanout::new(FanoutConfig {
+            radius_m: self.config.radius_m,
+            ttl_ms,
+            ..FanoutConfig::default()
+        })?;
+        let mut graph = StoreGraph::new(self.config.friend_cache_capacity);
+        let mut producer = DeliveryProducer::new(
+            &stack.kafka_brokers,
+            topics.clone(),
+            self.config.delivery_queue,
+        )?;
+        let mut effects = Effects::default();
+        let mut sweep = tokio::time::interval(self.config.sweep_interval);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit = tokio::time::Instant::now();
+
+        loop {
+            tokio::select! {
+                // Shutdown first, then the sweep (expiry must not starve behind a busy topic).
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = sweep.tick() => {
+                    let owned_now = owned.read().unwrap_or_else(|p| p.into_inner()).clone();
+                    fanout.sweep(now_ms(), |u| owned_now.contains(&partition_of_user(u, partition_count)), &mut effects);
+                    self.flush(&mut producer, &mut effects).await;
+                    self.status.table_users.store(fanout.table().len() as u64, Ordering::Relaxed);
+                    let caught_up = next.iter().all(|(p, n)| *n >= high.get(p).copied().unwrap_or(0));
+                    self.status.ready.store(caught_up && joined.load(Ordering::Acquire), Ordering::Release);
+                    if last_commit.elapsed() >= Duration::from_secs(5) {
+                        let positions: Vec<(i32, i64)> = next.iter().map(|(p, n)| (*p, *n)).collect();
+                        if let Err(e) = ownership::commit(&group, &owned, &topic, &positions) {
+                            warn!(error = %e, "commit failed");
+                        }
+                        last_commit = tokio::time::Instant::now();
+                    }
+                }
+                msg = table.recv() => {
+                    let msg = match msg {
+                        Ok(m) => m,
+                        Err(e) => { warn!(error = %e, "location consume error"); continue; }
+                    };
+                    let partition = msg.partition();
+                    next.insert(partition, msg.offset() + 1);
+                    let Some(event) = msg.payload().and_then(|b| match nearby_schemas::decode::<LocationEvent>(b) {
+                        Ok(e) => Some(e),
+                        Err(e) => {
+                            // A poison record is logged, counted and skipped.
+                            warn!(error = %e, partition, offset = msg.offset(), "undecodable location event skipped");
+                            self.status.poison.fetch_add(1, Ordering::Relaxed);
+                            None
+                        }
+                    }) else { continue };
+                    let now = now_ms();
+                    if matches!(event.body, LocationBody::Position(_)) && !fanout.is_active(event.user_id, now) {
+                        // Becoming active: read the friend list afresh (friendships made while
+                        // the user was away count).
+                        if let Err(e) = graph.load(&self.store, event.user_id).await {
+                            warn!(error = %e, user = event.user_id, "friend list not loaded");
+                            self.status.graph_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let is_owned = owned.read().unwrap_or_else(|p| p.into_inner()).contains(&partition);
+                    fanout.apply(&event, is_owned, now, &graph, &mut effects);
+                    self.status.events.fetch_add(1, Ordering::Relaxed);
+                    self.flush(&mut producer, &mut effects).await;
+                }
+            }
+        }
+
+        info!("fanout stopping");
+        let positions: Vec<(i32, i64)> = next.iter().map(|(p, n)| (*p, *n)).collect();
+        let _ = ownership::commit(&group, &owned, &topic, &positions);
+        producer.flush(Duration::from_secs(5));
+        membership.abort();
+        let _ = admin_task.await;
+        Ok(())
+    }
+
+    /// Produces the deliveries and writes the cache entries in `effects`, then clears it.
+    async fn flush(&mut self, producer: &mut DeliveryProducer, effects: &mut Effects) {
+        for d in &effects.deliveries {
+            producer.send(d).await;
+        }
+        if !effects.cache_writes.is_empty() {
+            let entries: Vec<_> = effects
+                .cache_writes
+                .iter()
+                .map(|w| {
+                    (
+                        w.user_id,
+                        LatestLocation {
+                            lat: w.lat,
+                            lon: w.lon,
+                            ts: w.ts,
+                        },
+                        w.expires_at_ms,
+                    )
+                })
+                .collect();
+            if let Err(e) = self.cache.set_many_until(&mut self.redis, &entries).await {
+                // The cache is rebuilt from the topic; a failed write costs a page entry at most.
+                warn!(error = %e, "latest-location cache write failed");
+            }
+        }
+        effects.clear();
+    }
+}
+
+/// `/healthz` and `/readyz` on the admin port.
+pub async fn serve_admin(listener: TcpListener, status: Arc<Status>, shutdown: CancellationToken) {
+    use axum::routing::get;
+    let router = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let status = status.clone();
+                async move {
+                    let body = format!(
+                        "events={} users={} poison={} graph_errors={}",
+                        status.events.load(Ordering::Relaxed),
+                        status.table_users.load(Ordering::Relaxed),
+                        status.poison.load(Ordering::Relaxed),
+                        status.graph_errors.load(Ordering::Relaxed),
+                    );
+                    if status.ready.load(Ordering::Acquire) {
+                        (axum::http::StatusCode::OK, format!("ready {body}"))
+                    } else {
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("catching up {body}"),
+                        )
+                    }
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        warn!(error = %e, "admin port failed");
+    }
+}
