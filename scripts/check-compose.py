@@ -82,6 +82,15 @@ for name, svc in services.items():
             env.get("NEARBY_KAFKA_BROKERS", "").startswith("kafka:"),
         )
 
+for stage in ("setup", "fanout", "gateway"):
+    check(f"stage {stage} exists", stage in services)
+for stage in ("fanout", "gateway"):
+    env = services.get(stage, {}).get("environment", {})
+    check(f"{stage} reaches scylla and redis by service name",
+          env.get("NEARBY_CQL_NODES", "").startswith("scylla:") and "redis:6379" in env.get("NEARBY_REDIS_URL", ""))
+gw_ports = host_ports("gateway")
+check("gateway publishes the client port 8080 on 127.0.0.1", "127.0.0.1:8080:8080" in gw_ports, str(gw_ports))
+
 redis_cmd = " ".join(services.get("redis", {}).get("command", []))
 check("redis runs without persistence, like the scripts", "--appendonly no" in redis_cmd and "--save" in redis_cmd)
 

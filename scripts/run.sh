@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The run command: installs what is missing, brings up the real stack (Kafka, Cassandra, Redis),
-# creates the CQL schema and the topics, and prints where everything is. Stop it all with `stack/stack.sh down`.
-# (The stages — gateway, fanout, history-sink — join this script as they are built.)
+# creates the CQL schema and the topics, then runs a fanout instance and a gateway in the
+# foreground until Ctrl-C. Open http://127.0.0.1:8080/demo to look at it (two browser tabs,
+# two users, see each other move). The stack stays up afterwards: `stack/stack.sh down` stops it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,18 +14,42 @@ eval "$(bash stack/stack.sh env)"
 echo "--- run.sh: building"
 cargo build --release --locked --bins
 
-echo "--- run.sh: CQL schema"
+gateway_id=${NEARBY_GATEWAY_ID:-gw-1}
+echo "--- run.sh: CQL schema and topics"
 ./target/release/nearby-admin schema create
+./target/release/nearby-admin topics create --gateway "$gateway_id"
 
-echo "--- run.sh: topics"
-./target/release/nearby-admin topics create --gateway "${NEARBY_GATEWAY_ID:-gw-1}"
+logs=${NEARBY_STACK_DIR:-$root/.stack}/logs
+mkdir -p "$logs"
+pids=()
+stop() {
+    echo "--- run.sh: stopping fanout and gateway"
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    wait
+}
+trap stop EXIT INT TERM
 
-echo
-bash stack/stack.sh status
+./target/release/nearby-fanout >"$logs/fanout.log" 2>&1 &
+pids+=($!)
+NEARBY_GATEWAY_ID=$gateway_id ./target/release/nearby-gateway >"$logs/gateway.log" 2>&1 &
+pids+=($!)
+
+for url in http://127.0.0.1:9081/readyz http://127.0.0.1:9080/readyz; do
+    for _ in $(seq 1 120); do
+        if curl -fsS "$url" >/dev/null 2>&1; then break; fi
+        sleep 0.5
+    done
+    curl -fsS "$url" >/dev/null || { echo "run.sh: $url not ready; see $logs" >&2; exit 1; }
+done
+
 cat <<MSG
 
-The stack is up. To use it from a shell:
-  eval "\$(stack/stack.sh env)"
-  ./target/release/nearby-admin --help
-Logs: stack/stack.sh logs kafka|cassandra|redis.  Stop everything: stack/stack.sh down
+Nearby Friends is running:
+  gateway   ws://127.0.0.1:8080/v1/ws   (admin http://127.0.0.1:9080/readyz, log $logs/gateway.log)
+  fanout    admin http://127.0.0.1:9081/readyz   (log $logs/fanout.log)
+  demo      http://127.0.0.1:8080/demo  (tokens: ./target/release/nearby-admin token --user 1)
+Ctrl-C stops fanout and the gateway; stack/stack.sh down stops Kafka, Cassandra and Redis.
 MSG
+wait
