@@ -9,7 +9,9 @@ pub mod ids;
 pub mod kafka;
 pub mod partition;
 pub mod redis_store;
+pub mod shutdown;
 pub mod stack;
+pub mod telemetry;
 pub mod topics;
 pub mod users;
 
