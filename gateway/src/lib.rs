@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod config;
 pub mod deliveries;
+pub mod demo;
 pub mod http;
 pub mod nearby;
 pub mod outbox;
@@ -132,6 +133,7 @@ impl Gateway {
             .route("/v1/ws", get(http::ws))
             .route("/v1/me", get(http::get_me).patch(http::patch_me))
             .route("/v1/me/friends/{id}", put(http::put_friend))
+            .route("/demo", get(demo::page))
             .fallback(http::not_found)
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .with_state(self.clone())

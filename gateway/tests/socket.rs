@@ -401,3 +401,17 @@ async fn http_errors_have_the_right_status_and_shape() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_demo_page_is_served_without_a_token() {
+    let gw = TestGateway::start(&[]).await;
+    let (status, body) = support::http(gw.addr, "GET", "/demo", None, None).await;
+    assert_eq!(status, 200);
+    let html = body.as_str().expect("html text");
+    assert!(html.contains("/v1/ws"), "the page opens the socket");
+    assert!(
+        !html.contains("innerHTML"),
+        "server text must never be inserted as HTML"
+    );
+    gw.stop().await;
+}
