@@ -19,6 +19,9 @@ echo "--- run.sh: CQL schema and topics"
 ./target/release/nearby-admin schema create
 ./target/release/nearby-admin topics create --gateway "$gateway_id"
 
+# Each socket is a file descriptor: let the gateway hold tens of thousands (best effort).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 logs=${NEARBY_STACK_DIR:-$root/.stack}/logs
 mkdir -p "$logs"
 pids=()
