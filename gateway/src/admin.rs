@@ -25,7 +25,7 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> (StatusCode, String) {
     } else if !assigned {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "delivery topic not assigned yet".into(),
+            "delivery consumer not started yet".into(),
         )
     } else {
         (

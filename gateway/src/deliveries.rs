@@ -1,13 +1,12 @@
 //! Consumes this gateway's delivery topic and queues each delivery on its recipient's sockets.
 //! Deliveries are live data: a gateway that starts reads from the end of its topic (older
-//! deliveries are stale), and offsets are committed in the background, not per record.
+//! deliveries are stale), and commits nothing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use nearby_schemas::{Delivery, DeliveryPayload};
-use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::{ClientContext, Message};
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -15,41 +14,34 @@ use crate::protocol::{FriendEntry, ServerFrame, id_string, round_distance};
 use crate::registry::Registry;
 use crate::users::Users;
 
-/// Marks the gateway ready once its delivery partitions are assigned: before that, deliveries
-/// produced for its sockets would be skipped (it starts from the end of the topic).
-#[derive(Debug, Default)]
-pub struct AssignmentFlag(pub Arc<AtomicBool>);
-
-impl ClientContext for AssignmentFlag {}
-
-impl ConsumerContext for AssignmentFlag {
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // Only signal here; the run loop does the work (callbacks run on librdkafka's thread).
-        match rebalance {
-            Rebalance::Assign(tpl) => self.0.store(tpl.count() > 0, Ordering::Release),
-            Rebalance::Revoke(_) => self.0.store(false, Ordering::Release),
-            Rebalance::Error(_) => {}
-        }
-    }
-}
-
-/// The consumer of `topic`, in the gateway's own group.
+/// The consumer of `topic`: every partition of this gateway's own topic, assigned directly (no
+/// group: no other process reads it) from the end the topic has now. Deliveries are live data;
+/// older ones are stale. Starting from an offset read before `assign` (rather than from
+/// `auto.offset.reset`, resolved some time after it) means every delivery produced once this
+/// returns is read, so readiness can be raised right away.
 pub fn consumer(
     brokers: &str,
     gateway_id: &str,
     topic: &str,
-    ready: Arc<AtomicBool>,
-) -> rdkafka::error::KafkaResult<StreamConsumer<AssignmentFlag>> {
+) -> rdkafka::error::KafkaResult<StreamConsumer> {
     let mut config = nearby_common::kafka::client_config(brokers);
     config
         .set("group.id", format!("nearby-gateway-{gateway_id}"))
+        .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "latest")
-        .set("enable.auto.commit", "true")
         // Low fetch wait: these records are on their way to a screen.
         .set("fetch.wait.max.ms", "10");
-    let consumer: StreamConsumer<AssignmentFlag> =
-        config.create_with_context(AssignmentFlag(ready))?;
-    consumer.subscribe(&[topic])?;
+    let consumer: StreamConsumer = config.create()?;
+    let timeout = std::time::Duration::from_secs(30);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high))?;
+        }
+    }
+    consumer.assign(&tpl)?;
     Ok(consumer)
 }
 
@@ -80,7 +72,7 @@ pub async fn frame(users: &Users, payload: &DeliveryPayload) -> Option<ServerFra
 
 /// Runs until `shutdown`: every delivery goes to the recipient's queues.
 pub async fn run(
-    consumer: StreamConsumer<AssignmentFlag>,
+    consumer: StreamConsumer,
     registry: Arc<Registry>,
     users: Users,
     shutdown: CancellationToken,

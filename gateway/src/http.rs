@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nearby_common::UserId;
 use nearby_common::auth::{AuthError, bearer};
-use nearby_common::users::{Profile, ProfileUpdate, RequestOutcome};
+use nearby_common::users::{FriendState, Profile, ProfileUpdate, RemoveOutcome, RequestOutcome};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -292,6 +292,113 @@ pub async fn put_friend(
     Ok(Json(
         serde_json::json!({"user_id": other.to_string(), "status": status}),
     ))
+}
+
+/// `DELETE /v1/me/friends/{id}`: unfriend, or withdraw / decline a request.
+pub async fn delete_friend(
+    State(gw): State<Arc<Gateway>>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let other = nearby_common::ids::parse_user_id(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_user_id",
+            "a user id is a decimal number",
+        )
+    })?;
+    let outcome = gw.users.store().remove(user, other).await?;
+    gw.users.invalidate(&[user, other]).await;
+    let status = match outcome {
+        RemoveOutcome::Unfriended => "unfriended",
+        RemoveOutcome::Withdrawn => "withdrawn",
+        RemoveOutcome::Declined => "declined",
+        RemoveOutcome::NotFound => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no friendship or request with user {other}"),
+            ));
+        }
+    };
+    Ok(Json(
+        serde_json::json!({"user_id": other.to_string(), "status": status}),
+    ))
+}
+
+/// The body of `PUT /v1/me/sharing`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sharing {
+    enabled: bool,
+}
+
+/// `PUT /v1/me/sharing`: location sharing on or off.
+pub async fn put_sharing(
+    State(gw): State<Arc<Gateway>>,
+    Caller(user): Caller,
+    Body(body): Body<Sharing>,
+) -> Result<Json<ProfileView>, ApiError> {
+    gw.users.store().set_sharing(user, body.enabled).await?;
+    gw.users.invalidate(&[user]).await;
+    let p = gw.users.store().ensure_profile(user).await?;
+    Ok(Json(ProfileView::from(&p)))
+}
+
+/// Friend-list entries per page of `GET /v1/me/friends`.
+const FRIENDS_PAGE: usize = 50;
+
+/// The query of `GET /v1/me/friends`.
+#[derive(Debug, Deserialize)]
+pub struct FriendsQuery {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /v1/me/friends?cursor=`: accepted friends and pending requests, by id, 50 a page.
+pub async fn get_friends(
+    State(gw): State<Arc<Gateway>>,
+    Caller(user): Caller,
+    Query(q): Query<FriendsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let after = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(nearby_common::ids::parse_user_id(c).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                "use the `next` of a page",
+            )
+        })?),
+    };
+    let edges = gw.users.store().friends(user).await?;
+    let mut rest = edges
+        .iter()
+        .filter(|e| after.is_none_or(|a| e.friend_id > a));
+    let page: Vec<_> = rest.by_ref().take(FRIENDS_PAGE).collect();
+    let more = rest.next().is_some();
+    let mut friends = Vec::with_capacity(page.len());
+    for e in &page {
+        let name = gw
+            .users
+            .profile(e.friend_id)
+            .await?
+            .map_or_else(|| e.friend_id.to_string(), |p| p.name.clone());
+        let state = match e.state {
+            FriendState::Accepted => "accepted",
+            FriendState::Outgoing => "outgoing",
+            FriendState::Incoming => "incoming",
+        };
+        friends.push(serde_json::json!({
+            "user_id": e.friend_id.to_string(), "name": name, "state": state, "since": e.since,
+        }));
+    }
+    let next = if more {
+        page.last().map(|e| e.friend_id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(serde_json::json!({"friends": friends, "next": next})))
 }
 
 /// Answers unknown paths with the API's error shape.

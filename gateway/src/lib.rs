@@ -55,7 +55,7 @@ pub struct Gateway {
     pub connections: Arc<Semaphore>,
     /// Cancelled to stop everything.
     pub shutdown: CancellationToken,
-    /// Whether the delivery topic's partitions are assigned (readiness).
+    /// Whether the delivery consumer is reading (readiness).
     pub deliveries_ready: Arc<AtomicBool>,
 }
 
@@ -132,7 +132,12 @@ impl Gateway {
         Router::new()
             .route("/v1/ws", get(http::ws))
             .route("/v1/me", get(http::get_me).patch(http::patch_me))
-            .route("/v1/me/friends/{id}", put(http::put_friend))
+            .route("/v1/me/friends", get(http::get_friends))
+            .route(
+                "/v1/me/friends/{id}",
+                put(http::put_friend).delete(http::delete_friend),
+            )
+            .route("/v1/me/sharing", put(http::put_sharing))
             .route("/demo", get(demo::page))
             .fallback(http::not_found)
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
@@ -150,12 +155,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let stack = &gw.config.stack;
     let topic = stack.topics()?.deliveries(&gw.config.gateway_id)?;
-    let consumer = deliveries::consumer(
-        &stack.kafka_brokers,
-        &gw.config.gateway_id,
-        &topic,
-        gw.deliveries_ready.clone(),
-    )?;
+    // The consumer starts from the topic's current end, fixed before it is assigned: from here
+    // on no delivery for this gateway is missed, so it is ready.
+    let consumer = deliveries::consumer(&stack.kafka_brokers, &gw.config.gateway_id, &topic)?;
+    gw.deliveries_ready
+        .store(true, std::sync::atomic::Ordering::Release);
     let delivery_task = tokio::spawn(deliveries::run(
         consumer,
         gw.registry.clone(),

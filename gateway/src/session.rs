@@ -168,6 +168,18 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
             reason: reason.into(),
         }));
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
+        // The closing handshake: read (and drop) what the client still sends until its close
+        // comes back, for at most a second. Dropping a socket with unread input makes the
+        // kernel send a reset, which can destroy frames the client has not read yet (the
+        // `flood` error before the close, say).
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     if let Err(e) = gw
         .ingest

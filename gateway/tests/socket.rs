@@ -415,3 +415,126 @@ async fn the_demo_page_is_served_without_a_token() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn friend_list_removal_and_sharing_over_http() {
+    let gw = TestGateway::start(&[]).await;
+    let [a, b, c, d] = [user(), user(), user(), user()];
+    for u in [a, b, c, d] {
+        assert_eq!(gw.call(u, "GET", "/v1/me", None).await.0, 200);
+    }
+    gw.call(b, "PATCH", "/v1/me", Some(r#"{"name":"Bea"}"#))
+        .await;
+    gw.call(a, "PUT", &format!("/v1/me/friends/{b}"), None)
+        .await;
+    gw.call(b, "PUT", &format!("/v1/me/friends/{a}"), None)
+        .await;
+    gw.call(c, "PUT", &format!("/v1/me/friends/{a}"), None)
+        .await;
+    gw.call(a, "PUT", &format!("/v1/me/friends/{d}"), None)
+        .await;
+
+    let (status, list) = gw.call(a, "GET", "/v1/me/friends", None).await;
+    assert_eq!(status, 200);
+    let mut got: Vec<(String, String)> = list["friends"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| {
+            (
+                e["user_id"].as_str().expect("id").to_owned(),
+                e["state"].as_str().expect("state").to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (b.to_string(), "accepted".to_owned()),
+        (c.to_string(), "incoming".to_owned()),
+        (d.to_string(), "outgoing".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(list["next"].is_null());
+    let bea = list["friends"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|e| e["user_id"] == b.to_string().as_str())
+        .expect("b");
+    assert_eq!(bea["name"], "Bea");
+
+    for (who, other, status) in [
+        (a, c, "declined"),
+        (a, d, "withdrawn"),
+        (b, a, "unfriended"),
+    ] {
+        let (code, v) = gw
+            .call(who, "DELETE", &format!("/v1/me/friends/{other}"), None)
+            .await;
+        assert_eq!((code, v["status"].as_str()), (200, Some(status)), "{v}");
+    }
+    assert_eq!(
+        gw.call(a, "GET", "/v1/me/friends", None).await.1["friends"],
+        json!([])
+    );
+    let (code, v) = gw
+        .call(a, "DELETE", &format!("/v1/me/friends/{b}"), None)
+        .await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    let (code, v) = gw
+        .call(a, "PUT", "/v1/me/sharing", Some(r#"{"enabled":false}"#))
+        .await;
+    assert_eq!((code, v["sharing"].as_bool()), (200, Some(false)), "{v}");
+    assert_eq!(gw.call(a, "GET", "/v1/me", None).await.1["sharing"], false);
+    let (code, v) = gw
+        .call(a, "PUT", "/v1/me/sharing", Some(r#"{"enabled":"no"}"#))
+        .await;
+    assert_eq!((code, v["error"]["code"].as_str()), (400, Some("bad_body")));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_friend_list_is_paged_fifty_at_a_time() {
+    let gw = TestGateway::start(&[]).await;
+    let me = user();
+    let others: Vec<i64> = (0..53).map(|_| user()).collect();
+    for o in &others {
+        gw.call(*o, "GET", "/v1/me", None).await;
+        assert_eq!(
+            gw.call(me, "PUT", &format!("/v1/me/friends/{o}"), None)
+                .await
+                .0,
+            200
+        );
+    }
+    let (_, first) = gw.call(me, "GET", "/v1/me/friends", None).await;
+    assert_eq!(first["friends"].as_array().expect("list").len(), 50);
+    let next = first["next"].as_str().expect("next").to_owned();
+    let (_, second) = gw
+        .call(me, "GET", &format!("/v1/me/friends?cursor={next}"), None)
+        .await;
+    assert_eq!(second["friends"].as_array().expect("list").len(), 3);
+    assert!(second["next"].is_null());
+    let mut all: Vec<String> = first["friends"]
+        .as_array()
+        .into_iter()
+        .chain(second["friends"].as_array())
+        .flatten()
+        .map(|e| e["user_id"].as_str().expect("id").to_owned())
+        .collect();
+    all.sort();
+    let mut want: Vec<String> = others.iter().map(ToString::to_string).collect();
+    want.sort();
+    assert_eq!(all, want, "every entry once, none lost between pages");
+    let (code, v) = gw.call(me, "GET", "/v1/me/friends?cursor=zz", None).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (400, Some("bad_cursor"))
+    );
+    gw.stop().await;
+}
