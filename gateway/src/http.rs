@@ -268,19 +268,24 @@ pub async fn patch_me(
     Ok(Json(ProfileView::from(&p)))
 }
 
+/// The `{id}` of a path: a user id, or 400 `bad_user_id`.
+fn user_id_param(id: &str) -> Result<UserId, ApiError> {
+    nearby_common::ids::parse_user_id(id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_user_id",
+            "a user id is a decimal number",
+        )
+    })
+}
+
 /// `PUT /v1/me/friends/{id}`: ask, or accept their request.
 pub async fn put_friend(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let other = nearby_common::ids::parse_user_id(&id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_user_id",
-            "a user id is a decimal number",
-        )
-    })?;
+    let other = user_id_param(&id)?;
     let outcome = gw.users.store().request(user, other).await?;
     gw.users.invalidate(&[user, other]).await;
     let status = match outcome {
@@ -300,13 +305,7 @@ pub async fn delete_friend(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let other = nearby_common::ids::parse_user_id(&id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_user_id",
-            "a user id is a decimal number",
-        )
-    })?;
+    let other = user_id_param(&id)?;
     let outcome = gw.users.store().remove(user, other).await?;
     gw.users.invalidate(&[user, other]).await;
     let status = match outcome {
