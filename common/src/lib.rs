@@ -17,5 +17,5 @@ pub mod users;
 
 pub use error::{Error, Result};
 pub use ids::UserId;
-pub use stack::StackArgs;
+pub use stack::{RulesArgs, StackArgs};
 pub use topics::Topics;

@@ -57,3 +57,34 @@ impl StackArgs {
         crate::Topics::new(&self.topic_prefix)
     }
 }
+
+/// The product's rules, which every stage must apply alike (the gateway's pages and fanout's
+/// deliveries): one definition, so they cannot drift apart.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RulesArgs {
+    /// The nearby radius, metres (5 miles).
+    #[arg(long, env = "NEARBY_RADIUS_M", default_value_t = crate::geo::NEARBY_RADIUS_M)]
+    pub radius_m: f64,
+
+    /// A user silent this long is inactive: dropped from every list (`friend_left`/`inactive`).
+    #[arg(long, env = "NEARBY_LOCATION_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub location_ttl: std::time::Duration,
+}
+
+impl RulesArgs {
+    /// Checks the values; the message names the setting to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.radius_m.is_finite() && self.radius_m > 0.0) {
+            return Err("NEARBY_RADIUS_M must be a positive number of metres".into());
+        }
+        if self.location_ttl.is_zero() {
+            return Err("NEARBY_LOCATION_TTL must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The TTL in milliseconds.
+    pub fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.location_ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+}

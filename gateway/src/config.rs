@@ -82,13 +82,9 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_FLOOD_TOLERANCE", default_value_t = 10)]
     pub flood_tolerance: u32,
 
-    /// The nearby radius, metres (5 miles).
-    #[arg(long, env = "NEARBY_RADIUS_M", default_value_t = nearby_common::geo::NEARBY_RADIUS_M)]
-    pub radius_m: f64,
-
-    /// A friend silent this long is inactive and not listed.
-    #[arg(long, env = "NEARBY_LOCATION_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
-    pub location_ttl: Duration,
+    /// The product rules (radius, TTL).
+    #[command(flatten)]
+    pub rules: nearby_common::RulesArgs,
 
     /// Friends per `nearby` page.
     #[arg(long, env = "NEARBY_PAGE_SIZE", default_value_t = 20)]
@@ -138,9 +134,6 @@ impl GatewayConfig {
         }
         if !(self.frame_rate > 0.0 && self.frame_burst >= 1.0) {
             problems.push("NEARBY_FRAME_RATE must be positive and NEARBY_FRAME_BURST at least 1");
-        }
-        if !(self.radius_m.is_finite() && self.radius_m > 0.0) {
-            problems.push("NEARBY_RADIUS_M must be a positive number of metres");
         }
         if let Err(e) = self
             .stack

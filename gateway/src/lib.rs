@@ -91,12 +91,12 @@ impl Gateway {
         let users = users::Users::new(store, config.user_cache_capacity, config.user_cache_ttl);
 
         let redis = nearby_common::redis_store::connect(&stack.redis_url).await?;
-        let ttl = config.location_ttl;
+        let ttl = config.rules.location_ttl;
         let pager = nearby::Pager {
             users: users.clone(),
             cache: LocationCache::new(&stack.topic_prefix, ttl.as_secs()),
             redis,
-            radius_m: config.radius_m,
+            radius_m: config.rules.radius_m,
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
             page_size: config.page_size,
         };

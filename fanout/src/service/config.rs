@@ -25,13 +25,9 @@ pub struct FanoutServiceConfig {
     )]
     pub admin_listen: SocketAddr,
 
-    /// The nearby radius, metres (5 miles).
-    #[arg(long, env = "NEARBY_RADIUS_M", default_value_t = nearby_common::geo::NEARBY_RADIUS_M)]
-    pub radius_m: f64,
-
-    /// A user silent this long is inactive: dropped from every list (`friend_left`/`inactive`).
-    #[arg(long, env = "NEARBY_LOCATION_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
-    pub location_ttl: Duration,
+    /// The product rules (radius, TTL).
+    #[command(flatten)]
+    pub rules: nearby_common::RulesArgs,
 
     /// How often users past the TTL are swept out.
     #[arg(long, env = "NEARBY_SWEEP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -58,10 +54,8 @@ pub struct FanoutServiceConfig {
 impl FanoutServiceConfig {
     /// Checks the rules between fields.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.radius_m.is_finite() && self.radius_m > 0.0) {
-            return Err("NEARBY_RADIUS_M must be a positive number of metres".into());
-        }
-        if self.sweep_interval.is_zero() || self.sweep_interval >= self.location_ttl {
+        self.rules.validate()?;
+        if self.sweep_interval.is_zero() || self.sweep_interval >= self.rules.location_ttl {
             return Err(
                 "NEARBY_SWEEP_INTERVAL must be positive and shorter than NEARBY_LOCATION_TTL"
                     .into(),

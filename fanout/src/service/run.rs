@@ -69,7 +69,7 @@ impl FanoutService {
         nearby_common::users::create_schema(&session, &stack.cql_keyspace, 1).await?;
         let store = UserStore::new(session, &stack.cql_keyspace).await?;
         let redis = nearby_common::redis_store::connect(&stack.redis_url).await?;
-        let cache = LocationCache::new(&stack.topic_prefix, config.location_ttl.as_secs());
+        let cache = LocationCache::new(&stack.topic_prefix, config.rules.location_ttl.as_secs());
         Ok(Self {
             config,
             store,
@@ -88,7 +88,7 @@ impl FanoutService {
         let stack = self.config.stack.clone();
         let topics = stack.topics()?;
         let topic = topics.location_updates();
-        let ttl_ms = i64::try_from(self.config.location_ttl.as_millis()).unwrap_or(i64::MAX);
+        let ttl_ms = self.config.rules.ttl_ms();
 
         let admin_task = tokio::spawn(serve_admin(admin, self.status.clone(), shutdown.clone()));
 
@@ -163,7 +163,7 @@ impl FanoutService {
         });
 
         let mut fanout = Fanout::new(FanoutConfig {
-            radius_m: self.config.radius_m,
+            radius_m: self.config.rules.radius_m,
             ttl_ms,
             ..FanoutConfig::default()
         })?;
