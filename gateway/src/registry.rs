@@ -64,12 +64,6 @@ impl Registry {
         })
     }
 
-    /// Every connection (for draining and shutdown).
-    pub fn all(&self) -> Vec<Arc<Connection>> {
-        let map = self.by_user.read().unwrap_or_else(|p| p.into_inner());
-        map.values().flatten().cloned().collect()
-    }
-
     /// How many connections are open.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)

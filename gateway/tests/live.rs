@@ -100,6 +100,12 @@ async fn report(c: &mut Client, at: (f64, f64), ts: i64) {
         .await;
 }
 
+/// Reports HOME now and takes the first page that answers it.
+async fn at_home(c: &mut Client) {
+    report(c, HOME, support::now_ms()).await;
+    c.next_of("nearby", 10).await.expect("first page");
+}
+
 /// Every frame that arrives within `secs` (for "never" assertions).
 async fn drain(c: &mut Client, secs: u64) -> Vec<Value> {
     let mut out = Vec::new();
@@ -214,8 +220,7 @@ async fn users_on_two_gateways_see_each_other() {
     befriend(&gw1, a, b).await;
     let mut ca = gw1.connect(a).await;
     let mut cb = gw2.connect(b).await;
-    report(&mut ca, HOME, support::now_ms()).await;
-    ca.next_of("nearby", 10).await.expect("page");
+    at_home(&mut ca).await;
     report(&mut cb, north(1_000.0), support::now_ms()).await;
     let seen = ca
         .next_of("friend_location", 10)
@@ -247,8 +252,7 @@ async fn a_silent_friend_drops_out_after_the_ttl() {
     befriend(&gw, a, b).await;
     let mut ca = gw.connect(a).await;
     let mut cb = gw.connect(b).await;
-    report(&mut ca, HOME, support::now_ms()).await;
-    ca.next_of("nearby", 10).await.expect("page");
+    at_home(&mut ca).await;
     report(&mut cb, north(500.0), support::now_ms()).await;
     ca.next_of("friend_location", 10).await.expect("A sees B");
     // Keep A alive; B stays silent past the TTL.
@@ -279,8 +283,7 @@ async fn an_older_report_does_not_overwrite_a_newer_one() {
     befriend(&gw, a, b).await;
     let mut ca = gw.connect(a).await;
     let mut cb = gw.connect(b).await;
-    report(&mut ca, HOME, support::now_ms()).await;
-    ca.next_of("nearby", 10).await.expect("page");
+    at_home(&mut ca).await;
     let newer = support::now_ms();
     report(&mut cb, north(1_000.0), newer).await;
     let first = ca.next_of("friend_location", 10).await.expect("A sees B");

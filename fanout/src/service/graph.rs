@@ -36,17 +36,14 @@ impl StoreGraph {
         }
     }
 
-    /// Whether `user` is loaded.
-    pub fn contains(&self, user: UserId) -> bool {
-        self.known.contains_key(&user)
-    }
-
     /// Loads `user`'s accepted friends and sharing flag from the store.
     pub async fn load(&mut self, store: &UserStore, user: UserId) -> nearby_common::Result<()> {
-        let friends = store.accepted_friends(user).await?;
+        // Both reads at once: an activation waits for one round trip, not two.
+        let (friends, profile) =
+            tokio::try_join!(store.accepted_friends(user), store.profile(user))?;
         // A user with no profile has never called the API: nobody can be their friend, and
         // they share by default.
-        let sharing = store.profile(user).await?.is_none_or(|p| p.sharing);
+        let sharing = profile.is_none_or(|p| p.sharing);
         self.insert(user, friends, sharing);
         Ok(())
     }
@@ -65,21 +62,6 @@ impl StoreGraph {
             };
             self.known.remove(&old);
         }
-    }
-
-    /// Forgets `user` (a friendship or sharing change: read again on next need).
-    pub fn forget(&mut self, user: UserId) {
-        self.known.remove(&user);
-    }
-
-    /// Users loaded now.
-    pub fn len(&self) -> usize {
-        self.known.len()
-    }
-
-    /// Whether none is loaded.
-    pub fn is_empty(&self) -> bool {
-        self.known.is_empty()
     }
 }
 
