@@ -100,6 +100,7 @@ struct FriendshipEventV2 {
     user_id: i64,
     other_id: Option<i64>,
     kind: FriendshipKindV2,
+    actor: bool,
     at: i64,
 }
 
@@ -111,6 +112,7 @@ enum FriendshipKindV2 {
     Removed,
     SharingOn,
     SharingOff,
+    ProfileUpdated,
     Blocked,
 }
 
@@ -257,6 +259,7 @@ fn an_unknown_friendship_kind_is_refused_not_guessed() {
         user_id: 1,
         other_id: Some(2),
         kind: FriendshipKindV2::Blocked,
+        actor: true,
         at: common::T0,
     };
     let bytes = nearby_schemas::to_vec(&blocked).unwrap();

@@ -17,7 +17,8 @@ const FRIENDSHIP_V1_CANONICAL: &str = concat!(
     r#"{"name":"user_id","type":"long"},"#,
     r#"{"name":"other_id","type":["null","long"]},"#,
     r#"{"name":"kind","type":{"name":"nearby.v1.FriendshipKind","type":"enum","#,
-    r#""symbols":["REQUESTED","ACCEPTED","REMOVED","SHARING_ON","SHARING_OFF"]}},"#,
+    r#""symbols":["REQUESTED","ACCEPTED","REMOVED","SHARING_ON","SHARING_OFF","PROFILE_UPDATED"]}},"#,
+    r#"{"name":"actor","type":"boolean"},"#,
     r#"{"name":"at","type":"long"}]}"#
 );
 
@@ -36,6 +37,7 @@ fn a_friendship_event_is_byte_for_byte_single_object_encoding() {
         user_id: 1,
         other_id: Some(2),
         kind: FriendshipKind::Accepted,
+        actor: true,
         at: 1000,
     };
     let bytes = nearby_schemas::to_vec(&event).unwrap();
@@ -51,6 +53,7 @@ fn a_friendship_event_is_byte_for_byte_single_object_encoding() {
         0x02, // other_id: union branch 1 (long)
         0x04, // ... 2
         0x02, // kind: enum symbol 1 (ACCEPTED)
+        0x01, // actor: true
         0xD0, 0x0F, // at 1000: zig-zag 2000 as a varint
     ]);
     assert_eq!(bytes, expected);

@@ -84,12 +84,14 @@ pub fn friendship_events() -> Vec<FriendshipEvent> {
         (FriendshipKind::Removed, Some(i64::MAX)),
         (FriendshipKind::SharingOn, None),
         (FriendshipKind::SharingOff, None),
+        (FriendshipKind::ProfileUpdated, None),
     ]
     .into_iter()
     .map(|(kind, other_id)| FriendshipEvent {
         user_id: 1,
         other_id,
         kind,
+        actor: other_id.is_none_or(|o| o % 2 == 0),
         at: T0,
     })
     .collect()
