@@ -78,6 +78,18 @@ pub enum Error {
         /// The other side.
         b: i64,
     },
+    /// A record could not be encoded.
+    #[error("avro: {0}")]
+    Avro(#[from] nearby_schemas::Error),
+    /// A record was not acknowledged by the brokers in time.
+    #[error("kafka produce to {topic}: {source}")]
+    Produce {
+        /// The topic written.
+        topic: String,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     /// Redis refused or could not be reached.
     #[error("redis: {0} (is Redis up? `stack/stack.sh status`)")]
     Redis(#[from] redis::RedisError),

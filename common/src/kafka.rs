@@ -53,6 +53,28 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
     config
 }
 
+/// Assigns `consumer` every partition of `topic`, each from the end it has now, read before the
+/// assignment: every record produced once this returns is read, none before. For topics whose
+/// older records are stale to this reader (deliveries, change notices), and where no group
+/// shares the work (each reader needs them all).
+pub fn assign_from_end<C: rdkafka::consumer::Consumer>(consumer: &C, topic: &str) -> Result<()> {
+    let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT)?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), ADMIN_TIMEOUT)?;
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high))?;
+        }
+    }
+    if tpl.count() == 0 {
+        return Err(Error::Kafka(rdkafka::error::KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        )));
+    }
+    consumer.assign(&tpl)?;
+    Ok(())
+}
+
 /// An admin client for topic management.
 pub fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
     Ok(client_config(brokers).create()?)

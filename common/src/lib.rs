@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cql;
 pub mod error;
+pub mod friendship;
 pub mod geo;
 pub mod ids;
 pub mod kafka;

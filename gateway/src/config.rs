@@ -90,8 +90,9 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_PAGE_SIZE", default_value_t = 20)]
     pub page_size: usize,
 
-    /// How long a friend list or profile read from the user store is reused.
-    #[arg(long, env = "NEARBY_USER_CACHE_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// How long a friend list or profile read from the user store is reused at most. Friendship
+    /// events drop an entry as soon as it changes; this bounds the staleness if one is missed.
+    #[arg(long, env = "NEARBY_USER_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub user_cache_ttl: Duration,
 
     /// Most users whose friend lists and profiles are cached.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use nearby_schemas::{Delivery, DeliveryPayload};
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -23,7 +23,7 @@ pub fn consumer(
     brokers: &str,
     gateway_id: &str,
     topic: &str,
-) -> rdkafka::error::KafkaResult<StreamConsumer> {
+) -> nearby_common::Result<StreamConsumer> {
     let mut config = nearby_common::kafka::client_config(brokers);
     config
         .set("group.id", format!("nearby-gateway-{gateway_id}"))
@@ -32,16 +32,7 @@ pub fn consumer(
         // Low fetch wait: these records are on their way to a screen.
         .set("fetch.wait.max.ms", "10");
     let consumer: StreamConsumer = config.create()?;
-    let timeout = std::time::Duration::from_secs(30);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high))?;
-        }
-    }
-    consumer.assign(&tpl)?;
+    nearby_common::kafka::assign_from_end(&consumer, topic)?;
     Ok(consumer)
 }
 
@@ -49,11 +40,9 @@ pub fn consumer(
 pub async fn frame(users: &Users, payload: &DeliveryPayload) -> Option<ServerFrame> {
     match payload {
         DeliveryPayload::FriendLocation(f) => {
+            // Fanout decides who may see whom (it applies sharing switches in order with the
+            // positions); here only the name is looked up.
             let profile = users.profile(f.friend_id).await.ok().flatten()?;
-            // A friend who turned sharing off is never shown, whatever is in flight.
-            if !profile.sharing {
-                return None;
-            }
             Some(ServerFrame::FriendLocation(FriendEntry {
                 user_id: id_string(f.friend_id),
                 name: profile.name.clone(),

@@ -14,10 +14,13 @@ use axum::response::{IntoResponse, Response};
 use nearby_common::UserId;
 use nearby_common::auth::{AuthError, bearer};
 use nearby_common::users::{FriendState, Profile, ProfileUpdate, RemoveOutcome, RequestOutcome};
+use nearby_schemas::FriendshipKind;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::Gateway;
+use crate::changes;
+use crate::nearby::Cursor;
 
 /// An error as the client sees it.
 #[derive(Debug)]
@@ -76,6 +79,18 @@ impl From<nearby_common::Error> for ApiError {
             other => Self::internal(other),
         }
     }
+}
+
+/// The error of a change that is stored but could not be announced: fanout and the other
+/// gateways learn of it late (at a user's next activation, or the caches' TTL). Repeating the
+/// call announces it again.
+fn not_announced(e: &nearby_common::Error) -> ApiError {
+    warn!(error = %e, "change stored but not announced");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_announced",
+        "the change is saved but could not be announced to open sockets yet: repeat the call",
+    )
 }
 
 /// The authenticated caller. Its first authenticated call creates its profile.
@@ -265,6 +280,9 @@ pub async fn patch_me(
     };
     let p = gw.users.store().update_profile(user, &update).await?;
     gw.users.invalidate(&[user]).await;
+    changes::announce(&gw.changes, FriendshipKind::ProfileUpdated, user)
+        .await
+        .map_err(|e| not_announced(&e))?;
     Ok(Json(ProfileView::from(&p)))
 }
 
@@ -288,6 +306,14 @@ pub async fn put_friend(
     let other = user_id_param(&id)?;
     let outcome = gw.users.store().request(user, other).await?;
     gw.users.invalidate(&[user, other]).await;
+    // A repeated call announces the state again: a retry after `not_announced` heals.
+    let kind = match outcome {
+        RequestOutcome::Requested | RequestOutcome::AlreadyRequested => FriendshipKind::Requested,
+        RequestOutcome::Accepted | RequestOutcome::AlreadyFriends => FriendshipKind::Accepted,
+    };
+    changes::announce_pair(&gw.changes, kind, user, other)
+        .await
+        .map_err(|e| not_announced(&e))?;
     let status = match outcome {
         RequestOutcome::Requested => "requested",
         RequestOutcome::Accepted => "accepted",
@@ -308,6 +334,11 @@ pub async fn delete_friend(
     let other = user_id_param(&id)?;
     let outcome = gw.users.store().remove(user, other).await?;
     gw.users.invalidate(&[user, other]).await;
+    if outcome != RemoveOutcome::NotFound {
+        changes::announce_pair(&gw.changes, FriendshipKind::Removed, user, other)
+            .await
+            .map_err(|e| not_announced(&e))?;
+    }
     let status = match outcome {
         RemoveOutcome::Unfriended => "unfriended",
         RemoveOutcome::Withdrawn => "withdrawn",
@@ -340,6 +371,14 @@ pub async fn put_sharing(
 ) -> Result<Json<ProfileView>, ApiError> {
     gw.users.store().set_sharing(user, body.enabled).await?;
     gw.users.invalidate(&[user]).await;
+    let kind = if body.enabled {
+        FriendshipKind::SharingOn
+    } else {
+        FriendshipKind::SharingOff
+    };
+    changes::announce(&gw.changes, kind, user)
+        .await
+        .map_err(|e| not_announced(&e))?;
     let p = gw.users.store().ensure_profile(user).await?;
     Ok(Json(ProfileView::from(&p)))
 }
@@ -398,6 +437,47 @@ pub async fn get_friends(
         None
     };
     Ok(Json(serde_json::json!({"friends": friends, "next": next})))
+}
+
+/// The query of `GET /v1/me/nearby`.
+#[derive(Debug, Deserialize)]
+pub struct NearbyQuery {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /v1/me/nearby?cursor=`: the socket's `nearby` pages, around the caller's latest
+/// position (from the latest-location cache). A caller with no position younger than the TTL
+/// gets an empty page and `"active": false`.
+pub async fn get_nearby(
+    State(gw): State<Arc<Gateway>>,
+    Caller(user): Caller,
+    Query(q): Query<NearbyQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let after = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                "use the `next` of a page",
+            )
+        })?),
+    };
+    let now = nearby_ingest::now_ms();
+    let Some(at) = gw.pager.own_position(user, now).await? else {
+        return Ok(Json(
+            serde_json::json!({"friends": [], "next": null, "active": false}),
+        ));
+    };
+    let (friends, next) = gw
+        .pager
+        .page(user, (at.lat, at.lon), after, now)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        serde_json::json!({"friends": friends, "next": next, "active": true}),
+    ))
 }
 
 /// Answers unknown paths with the API's error shape.

@@ -5,6 +5,7 @@
 //! when the shutdown token is cancelled, so tests start the real thing on port 0.
 
 pub mod admin;
+pub mod changes;
 pub mod config;
 pub mod deliveries;
 pub mod demo;
@@ -25,6 +26,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 use nearby_common::auth::Verifier;
+use nearby_common::friendship::FriendshipLog;
 use nearby_common::kafka::{self, TopicSpec};
 use nearby_common::redis_store::LocationCache;
 use nearby_common::users::UserStore;
@@ -45,6 +47,8 @@ pub struct Gateway {
     pub verifier: Verifier,
     /// The write path into Kafka.
     pub ingest: Ingest,
+    /// Where friendship, sharing and profile changes are announced.
+    pub changes: FriendshipLog,
     /// Friend lists and profiles.
     pub users: users::Users,
     /// Builds `nearby` pages.
@@ -82,6 +86,7 @@ impl Gateway {
             topics.location_updates(),
             &config.ingest,
         )?;
+        let changes = FriendshipLog::new(&stack.kafka_brokers, topics.friendship_events())?;
 
         let session = nearby_common::cql::connect(&stack.cql_nodes).await?;
         nearby_common::users::create_schema(&session, &stack.cql_keyspace, 1)
@@ -117,6 +122,7 @@ impl Gateway {
         Ok(Arc::new(Self {
             verifier,
             ingest,
+            changes,
             users,
             pager,
             registry: Arc::default(),
@@ -138,6 +144,7 @@ impl Gateway {
                 put(http::put_friend).delete(http::delete_friend),
             )
             .route("/v1/me/sharing", put(http::put_sharing))
+            .route("/v1/me/nearby", get(http::get_nearby))
             .route("/demo", get(demo::page))
             .fallback(http::not_found)
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
@@ -158,8 +165,20 @@ pub async fn run(
     // The consumer starts from the topic's current end, fixed before it is assigned: from here
     // on no delivery for this gateway is missed, so it is ready.
     let consumer = deliveries::consumer(&stack.kafka_brokers, &gw.config.gateway_id, &topic)?;
+    // Likewise for change notices: from here on no cached entry outlives its change.
+    let change_reader = nearby_common::friendship::tail_reader(
+        &stack.kafka_brokers,
+        &format!("nearby-gateway-{}", gw.config.gateway_id),
+        &stack.topics()?.friendship_events(),
+    )
+    .context("reading the friendship events topic (create it with `nearby-admin topics create`)")?;
     gw.deliveries_ready
         .store(true, std::sync::atomic::Ordering::Release);
+    let change_task = tokio::spawn(changes::run(
+        change_reader,
+        gw.users.clone(),
+        gw.shutdown.clone(),
+    ));
     let delivery_task = tokio::spawn(deliveries::run(
         consumer,
         gw.registry.clone(),
@@ -177,6 +196,7 @@ pub async fn run(
     client?;
     admin?;
     let _ = delivery_task.await;
+    let _ = change_task.await;
     // Sessions end on the same token and record their disconnects; give them a bounded moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !gw.registry.is_empty() && tokio::time::Instant::now() < deadline {

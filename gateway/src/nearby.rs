@@ -5,7 +5,7 @@
 
 use nearby_common::UserId;
 use nearby_common::geo::haversine_m;
-use nearby_common::redis_store::LocationCache;
+use nearby_common::redis_store::{LatestLocation, LocationCache};
 use redis::aio::ConnectionManager;
 
 use crate::protocol::{FriendEntry, id_string, round_distance};
@@ -60,7 +60,23 @@ pub enum PageError {
 }
 
 impl Pager {
+    /// `user`'s own latest position, if younger than the TTL at `now_ms`.
+    pub async fn own_position(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> nearby_common::Result<Option<LatestLocation>> {
+        let mut redis = self.redis.clone();
+        let mine = self.cache.get_many(&mut redis, &[user]).await?;
+        Ok(mine
+            .into_iter()
+            .next()
+            .flatten()
+            .filter(|l| now_ms - l.ts <= self.ttl_ms))
+    }
+
     /// The page after `after` (the first page when `None`) for `user` standing at `(lat, lon)`.
+    /// Someone with sharing off sees nobody (sharing is both ways).
     pub async fn page(
         &self,
         user: UserId,
@@ -68,15 +84,18 @@ impl Pager {
         after: Option<Cursor>,
         now_ms: i64,
     ) -> Result<(Vec<FriendEntry>, Option<String>), PageError> {
+        if self
+            .users
+            .profile(user)
+            .await?
+            .is_some_and(|me| !me.sharing)
+        {
+            return Ok((Vec::new(), None));
+        }
         let friends = self.users.friends(user).await?;
         let mut redis = self.redis.clone();
         let locations = self.cache.get_many(&mut redis, &friends).await?;
-        let mut candidates: Vec<(
-            Cursor,
-            UserId,
-            nearby_common::redis_store::LatestLocation,
-            f64,
-        )> = Vec::new();
+        let mut candidates: Vec<(Cursor, UserId, LatestLocation, f64)> = Vec::new();
         for (friend, loc) in friends.iter().zip(locations) {
             let Some(loc) = loc else { continue };
             if now_ms - loc.ts > self.ttl_ms {

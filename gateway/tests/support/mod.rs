@@ -64,16 +64,24 @@ impl TestGateway {
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let config = GatewayConfig::parse_from(args);
-        // The location topic would be made by `nearby-admin topics create`; tests make their own.
+        // The location and friendship topics would be made by `nearby-admin topics create`; tests make their own.
         let admin = nearby_common::kafka::admin_client(&config.stack.kafka_brokers).expect("admin");
         nearby_common::kafka::ensure_topics(
             &admin,
-            &[nearby_common::kafka::TopicSpec {
-                name: format!("{prefix}.location-updates"),
-                partitions: 3,
-                replication: 1,
-                retention: Duration::from_secs(3600),
-            }],
+            &[
+                nearby_common::kafka::TopicSpec {
+                    name: format!("{prefix}.location-updates"),
+                    partitions: 3,
+                    replication: 1,
+                    retention: Duration::from_secs(3600),
+                },
+                nearby_common::kafka::TopicSpec {
+                    name: format!("{prefix}.friendship-events"),
+                    partitions: 3,
+                    replication: 1,
+                    retention: Duration::from_secs(3600),
+                },
+            ],
         )
         .await
         .expect("location topic");
