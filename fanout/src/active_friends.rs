@@ -36,6 +36,16 @@ impl ActiveFriends {
         self.lists[b as usize].push(a);
     }
 
+    /// Undoes the link of `a` and `b`, if any.
+    pub(crate) fn unlink(&mut self, a: Slot, b: Slot) {
+        for (one, other) in [(a, b), (b, a)] {
+            let list = &mut self.lists[one as usize];
+            if let Some(at) = list.iter().position(|&s| s == other) {
+                list.swap_remove(at);
+            }
+        }
+    }
+
     /// Undoes every link of `slot` (on both sides) and frees its list.
     pub(crate) fn unlink_all(&mut self, slot: Slot) {
         let mine = std::mem::take(&mut self.lists[slot as usize]);

@@ -1,5 +1,5 @@
 //! Where fanout learns who is friends with whom: the [`FriendGraph`] trait, and an in-memory
-//! graph for tests and benchmarks. The real source will be the CQL user store behind a cache.
+//! graph for tests and benchmarks. The service's source is the CQL user store (`service::graph`).
 
 use std::collections::HashMap;
 
@@ -14,10 +14,16 @@ pub trait FriendGraph {
     /// are not friends.
     fn friends_of(&self, user: UserId, out: &mut Vec<UserId>);
 
+    /// Whether `a` and `b` are friends (as far as `a`'s list says).
+    fn are_friends(&self, a: UserId, b: UserId) -> bool {
+        let mut out = Vec::new();
+        self.friends_of(a, &mut out);
+        out.contains(&b)
+    }
+
     /// Whether `user` shares their location. A user who does not is left out of fan-out both
-    /// ways: their position reaches no one and they are sent no one's. Everyone shares until
-    /// sharing flags arrive with friendship events; a change while the user is active will then
-    /// unlink or relink them.
+    /// ways: their position reaches no one and they are sent no one's. A switch while the user
+    /// is active unlinks or relinks them ([`crate::Fanout::apply_change`]).
     fn shares_location(&self, user: UserId) -> bool {
         let _ = user;
         true
