@@ -187,6 +187,11 @@ impl Fanout {
             .is_some_and(|slot| self.is_live(self.table.entry(slot), now_ms))
     }
 
+    /// Whether `user` has a position in the table (active, or aged and not swept yet).
+    pub fn has_position(&self, user: UserId) -> bool {
+        self.positioned(user).is_some()
+    }
+
     /// How many pairs of friends are linked as active (each pair once).
     pub fn active_pair_count(&self) -> usize {
         self.active.pair_count()

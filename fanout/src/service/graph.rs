@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use nearby_common::UserId;
 use nearby_common::users::UserStore;
+use nearby_schemas::{FriendshipEvent, FriendshipKind};
 
 use crate::FriendGraph;
 
@@ -48,6 +49,37 @@ impl StoreGraph {
         Ok(())
     }
 
+    /// Whether `user`'s friend list and sharing flag are held.
+    pub fn knows(&self, user: UserId) -> bool {
+        self.known.contains_key(&user)
+    }
+
+    /// Applies the part of a change the core must see before it applies it: a new friend, a
+    /// sharing switch. Only `user`'s own side: the other side has its own record.
+    pub fn before_change(&mut self, change: &FriendshipEvent) {
+        let Some(known) = self.known.get_mut(&change.user_id) else {
+            return; // read afresh from the store when the user becomes active
+        };
+        match (change.kind, change.other_id) {
+            (FriendshipKind::Accepted, Some(other)) if !known.friends.contains(&other) => {
+                known.friends.push(other);
+            }
+            (FriendshipKind::SharingOn, _) => known.sharing = true,
+            (FriendshipKind::SharingOff, _) => known.sharing = false,
+            _ => {}
+        }
+    }
+
+    /// Applies the part of a change the core must see after it: a removed friend (the core
+    /// tells the pair only while the graph still shows them as friends).
+    pub fn after_change(&mut self, change: &FriendshipEvent) {
+        if let (FriendshipKind::Removed, Some(other)) = (change.kind, change.other_id)
+            && let Some(known) = self.known.get_mut(&change.user_id)
+        {
+            known.friends.retain(|&f| f != other);
+        }
+    }
+
     fn insert(&mut self, user: UserId, friends: Vec<UserId>, sharing: bool) {
         if self
             .known
@@ -70,6 +102,10 @@ impl FriendGraph for StoreGraph {
         if let Some(k) = self.known.get(&user) {
             out.extend_from_slice(&k.friends);
         }
+    }
+
+    fn are_friends(&self, a: UserId, b: UserId) -> bool {
+        self.known.get(&a).is_some_and(|k| k.friends.contains(&b))
     }
 
     fn shares_location(&self, user: UserId) -> bool {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use nearby_common::partition::partition_of_user;
 use nearby_common::redis_store::{LatestLocation, LocationCache};
 use nearby_common::users::UserStore;
-use nearby_schemas::{LocationBody, LocationEvent};
+use nearby_schemas::{FriendshipEvent, FriendshipKind, LocationBody, LocationEvent};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
@@ -36,6 +36,8 @@ pub struct Status {
     pub events: AtomicU64,
     /// Events that could not be decoded (skipped).
     pub poison: AtomicU64,
+    /// Friendship events applied.
+    pub changes: AtomicU64,
     /// Users in the table.
     pub table_users: AtomicU64,
     /// Friend-list loads that failed (the user is linked to nobody until their next activation).
@@ -144,6 +146,18 @@ impl FanoutService {
         }
         info!(%topic, partitions = partition_count, "table reader assigned from now - TTL");
 
+        // Change notices from the end the topic has now: the friend lists loaded from here on
+        // already hold the older ones. Assigned before the table is rebuilt, so none falls
+        // between the two.
+        let changes = nearby_common::friendship::tail_reader(
+            &stack.kafka_brokers,
+            &format!("{}-{}", self.config.group_id, uuid::Uuid::new_v4().simple()),
+            &topics.friendship_events(),
+        )
+        .context(
+            "reading the friendship events topic (create it with `nearby-admin topics create`)",
+        )?;
+
         let (group, owned, joined) =
             ownership::join(&stack.kafka_brokers, &self.config.group_id, &topic)?;
         let group = Arc::new(group);
@@ -198,6 +212,25 @@ impl FanoutService {
                         last_commit = tokio::time::Instant::now();
                     }
                 }
+                // Changes before positions when both are waiting: a report sent after a change
+                // returned should meet it applied (the two topics are read independently, so
+                // this narrows the window; it cannot close it).
+                msg = changes.recv() => {
+                    let msg = match msg {
+                        Ok(m) => m,
+                        Err(e) => { warn!(error = %e, "friendship event consume error"); continue; }
+                    };
+                    let Some(change) = msg.payload().and_then(|b| match nearby_schemas::decode::<FriendshipEvent>(b) {
+                        Ok(e) => Some(e),
+                        Err(e) => {
+                            warn!(error = %e, partition = msg.partition(), offset = msg.offset(), "undecodable friendship event skipped");
+                            self.status.poison.fetch_add(1, Ordering::Relaxed);
+                            None
+                        }
+                    }) else { continue };
+                    self.apply_change(&change, &mut fanout, &mut graph, &owned, partition_count, &mut effects).await;
+                    self.flush(&mut producer, &mut effects).await;
+                }
                 msg = table.recv() => {
                     let msg = match msg {
                         Ok(m) => m,
@@ -238,6 +271,42 @@ impl FanoutService {
         membership.abort();
         let _ = admin_task.await;
         Ok(())
+    }
+
+    /// Applies one friendship event: the graph's side of it, then the core's.
+    async fn apply_change(
+        &self,
+        change: &FriendshipEvent,
+        fanout: &mut Fanout,
+        graph: &mut StoreGraph,
+        owned: &ownership::Owned,
+        partition_count: i32,
+        effects: &mut Effects,
+    ) {
+        let user = change.user_id;
+        let matters = matches!(
+            change.kind,
+            FriendshipKind::Accepted | FriendshipKind::SharingOn | FriendshipKind::SharingOff
+        );
+        if matters && fanout.has_position(user) && !graph.knows(user) {
+            // In the table but dropped from the graph's bounded memory: read it afresh (the
+            // store already holds this change).
+            if let Err(e) = graph.load(&self.store, user).await {
+                warn!(error = %e, user, "friend list not loaded");
+                self.status.graph_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        graph.before_change(change);
+        let owned_now = owned.read().unwrap_or_else(|p| p.into_inner()).clone();
+        fanout.apply_change(
+            change,
+            now_ms(),
+            |u| owned_now.contains(&partition_of_user(u, partition_count)),
+            &*graph,
+            effects,
+        );
+        graph.after_change(change);
+        self.status.changes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Produces the deliveries and writes the cache entries in `effects`, then clears it.
@@ -281,8 +350,9 @@ pub async fn serve_admin(listener: TcpListener, status: Arc<Status>, shutdown: C
                 let status = status.clone();
                 async move {
                     let body = format!(
-                        "events={} users={} poison={} graph_errors={}",
+                        "events={} changes={} users={} poison={} graph_errors={}",
                         status.events.load(Ordering::Relaxed),
+                        status.changes.load(Ordering::Relaxed),
                         status.table_users.load(Ordering::Relaxed),
                         status.poison.load(Ordering::Relaxed),
                         status.graph_errors.load(Ordering::Relaxed),
