@@ -1,13 +1,14 @@
-//! Random users, friendships, moves, connects, disconnects and sweeps, checked after every step
-//! against a brute-force reference that compares all pairs with the haversine distance.
+//! Random users, friendships, friendship and sharing changes, moves, connects, disconnects and
+//! sweeps, checked after every step against a brute-force reference that compares all pairs with the haversine distance.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use nearby_common::friendship::{pair_events, solo_event};
 use nearby_common::geo::{NEARBY_RADIUS_M, haversine_m};
-use nearby_fanout::{Effects, Fanout, FanoutConfig, InMemoryFriendGraph};
-use nearby_schemas::{DeliveryPayload, LeftReason, LocationEvent};
+use nearby_fanout::{Effects, Fanout, FanoutConfig, FriendGraph, InMemoryFriendGraph};
+use nearby_schemas::{DeliveryPayload, FriendshipEvent, FriendshipKind, LeftReason, LocationEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::*;
@@ -84,10 +85,16 @@ impl Reference {
                     return;
                 }
                 let (lat, lon) = (report.lat, report.lon);
+                if !graph.shares_location(user) {
+                    return; // sharing is both ways: nothing to or from them
+                }
                 for &friend in graph.friends(user) {
                     let Some((flat, flon, fts)) = self.live(friend, now) else {
                         continue;
                     };
+                    if !graph.shares_location(friend) {
+                        continue;
+                    }
                     let d1 = haversine_m(lat, lon, flat, flon);
                     let d0 = previous.map(|(plat, plon, _)| haversine_m(plat, plon, flat, flon));
                     let r = self.config.radius_m;
@@ -142,6 +149,69 @@ impl Reference {
         }
     }
 
+    /// What a change tells, per the rules: `about`'s position or departure to `to`, if both
+    /// are active, within the radius, and `to` is connected; each record by its subject's owner.
+    fn tell(&self, about: i64, to: i64, kind: &'static str, now: i64, expect: &mut Expected) {
+        let (Some((lat, lon, ts)), Some((tlat, tlon, _)), Some(gw)) =
+            (self.live(about, now), self.live(to, now), self.gateway(to))
+        else {
+            return;
+        };
+        if !owned(about) {
+            return;
+        }
+        let d = haversine_m(lat, lon, tlat, tlon);
+        if (d - self.config.radius_m).abs() < EDGE_M {
+            expect.edge.insert((about, to));
+        } else if d <= self.config.radius_m {
+            if kind == "location" {
+                expect.keys.push((to, gw, about, kind, ts));
+                expect.entries.insert((to, about), (d, lat, lon));
+            } else {
+                expect.keys.push((to, gw, about, kind, 0));
+            }
+        }
+    }
+
+    /// What a change is expected to produce, with `graph` as it is before the change.
+    fn change(
+        &self,
+        change: &Change,
+        now: i64,
+        graph: &InMemoryFriendGraph,
+        expect: &mut Expected,
+    ) {
+        let shares = |u| graph.shares_location(u);
+        match *change {
+            Change::Accept(a, b) => {
+                if shares(a) && shares(b) {
+                    self.tell(a, b, "location", now, expect);
+                    self.tell(b, a, "location", now, expect);
+                }
+            }
+            Change::Remove(a, b) => {
+                if graph.are_friends(a, b) && shares(a) && shares(b) {
+                    self.tell(a, b, "unfriended", now, expect);
+                    self.tell(b, a, "unfriended", now, expect);
+                }
+            }
+            Change::Sharing(user, on) => {
+                for &friend in graph.friends(user) {
+                    if !shares(friend) {
+                        continue;
+                    }
+                    if on {
+                        self.tell(user, friend, "location", now, expect);
+                        self.tell(friend, user, "location", now, expect);
+                    } else if shares(user) {
+                        self.tell(user, friend, "sharing_off", now, expect);
+                        self.tell(friend, user, "sharing_off", now, expect);
+                    }
+                }
+            }
+        }
+    }
+
     fn sweep(&mut self, now: i64, graph: &InMemoryFriendGraph, expect: &mut Expected) {
         let (ttl, connection_ttl) = (self.config.ttl_ms, self.config.connection_ttl_ms);
         // Connections that had no position when the sweep began and showed no sign of life.
@@ -156,10 +226,13 @@ impl Reference {
             .collect();
         for &user in &expiring {
             let (lat, lon, _) = self.users[&user].position.unwrap();
-            if !owned(user) {
+            if !owned(user) || !graph.shares_location(user) {
                 continue;
             }
             for &friend in graph.friends(user) {
+                if !graph.shares_location(friend) {
+                    continue;
+                }
                 let (Some((flat, flon, _)), Some(gw)) =
                     (self.live(friend, now), self.gateway(friend))
                 else {
@@ -183,6 +256,32 @@ impl Reference {
     }
 }
 
+/// A friendship or sharing change.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Accept(i64, i64),
+    Remove(i64, i64),
+    Sharing(i64, bool),
+}
+
+impl Change {
+    /// The records the gateway writes for it.
+    fn records(self, at: i64) -> Vec<FriendshipEvent> {
+        match self {
+            Change::Accept(a, b) => pair_events(FriendshipKind::Accepted, a, b, at).to_vec(),
+            Change::Remove(a, b) => pair_events(FriendshipKind::Removed, a, b, at).to_vec(),
+            Change::Sharing(u, on) => {
+                let kind = if on {
+                    FriendshipKind::SharingOn
+                } else {
+                    FriendshipKind::SharingOff
+                };
+                vec![solo_event(kind, u, at)]
+            }
+        }
+    }
+}
+
 fn key_of(d: &nearby_fanout::RoutedDelivery) -> Key {
     let recipient = d.delivery.recipient_id;
     match d.delivery.payload {
@@ -197,7 +296,8 @@ fn key_of(d: &nearby_fanout::RoutedDelivery) -> Key {
             let kind = match l.reason {
                 LeftReason::OutOfRange => "out_of_range",
                 LeftReason::Inactive => "inactive",
-                other => panic!("fanout's core sends no {other:?}"),
+                LeftReason::Unfriended => "unfriended",
+                LeftReason::SharingOff => "sharing_off",
             };
             (recipient, d.gateway_id.to_string(), l.friend_id, kind, 0)
         }
@@ -269,7 +369,7 @@ fn run(seed: u64, steps: usize) {
     let mut places: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
     let mut now = T0;
     let mut out = Effects::default();
-    let (mut deliveries, mut expirations) = (0, 0);
+    let (mut deliveries, mut expirations, mut changes) = (0, 0, 0);
 
     for step in 0..steps {
         now += rng.random_range(0..15_000);
@@ -281,6 +381,32 @@ fn run(seed: u64, steps: usize) {
             let dropped = fanout.sweep(now, owned, &mut out);
             reference.sweep(now, &graph, &mut expect);
             expirations += dropped;
+        } else if roll < 14 {
+            // A change: end or make a friendship, or switch sharing.
+            let other = (user + rng.random_range(1..USERS)) % USERS;
+            // Sharing mostly on, and sometimes switched to what it already is (a repeated record).
+            let change = match rng.random_range(0..8) {
+                0..6 if graph.are_friends(user, other) => Change::Remove(user, other),
+                0..6 => Change::Accept(user, other),
+                _ => Change::Sharing(user, rng.random_bool(0.75)),
+            };
+            reference.change(&change, now, &graph, &mut expect);
+            // The graph changes as the service changes it: before the core applies an accept
+            // or a sharing switch, after it applies a removal.
+            match change {
+                Change::Accept(a, b) => graph.befriend(a, b),
+                Change::Sharing(u, on) => graph.set_sharing(u, on),
+                Change::Remove(..) => {}
+            }
+            let mut step = Effects::default();
+            for record in change.records(now) {
+                fanout.apply_change(&record, now, owned, &graph, &mut step);
+                out.deliveries.append(&mut step.deliveries);
+            }
+            if let Change::Remove(a, b) = change {
+                graph.unfriend(a, b);
+            }
+            changes += 1;
         } else {
             let event = if roll < 65 {
                 // A move: mostly a short walk or drive, sometimes a jump across the city.
@@ -347,7 +473,7 @@ fn run(seed: u64, steps: usize) {
             );
         }
     }
-    eprintln!("seed {seed}: {deliveries} deliveries, {expirations} expirations");
+    eprintln!("seed {seed}: {deliveries} deliveries, {expirations} expirations, {changes} changes");
     // The run exercised what it claims to.
     assert!(deliveries > steps / 4, "{deliveries} deliveries");
     assert!(expirations > 10, "{expirations} expirations");
