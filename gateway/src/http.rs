@@ -1,6 +1,9 @@
 //! The HTTP side of the client port: the socket upgrade, and the JSON calls on the caller's own
 //! profile and friendships. Every call is authenticated; every error is
 //! `{"error": {"code", "message"}}` with the fitting status.
+//!
+//! Each handler carries its `#[utoipa::path]`: the OpenAPI document served at
+//! `/v1/openapi.json` (see [`crate::openapi`]) is generated from these, so it cannot drift.
 
 use std::sync::Arc;
 
@@ -17,10 +20,12 @@ use nearby_common::users::{FriendState, Profile, ProfileUpdate, RemoveOutcome, R
 use nearby_schemas::FriendshipKind;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
+use utoipa::ToSchema;
 
 use crate::Gateway;
 use crate::changes;
 use crate::nearby::Cursor;
+use crate::protocol::FriendEntry;
 
 /// An error as the client sees it.
 #[derive(Debug)]
@@ -49,9 +54,31 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "unauthorized", "message": "no token"}}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an error answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable code; each operation lists the codes it can answer with.
+    pub code: String,
+    /// What was wrong, for a person.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -164,6 +191,25 @@ where
 }
 
 /// `GET /v1/ws`: upgrades to the socket once the token checks out.
+///
+/// The socket's frames are described by the AsyncAPI document at `/v1/asyncapi.yaml`.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "socket",
+    summary = "Open the WebSocket",
+    description = "A WebSocket upgrade (HTTP/1.1 `Upgrade: websocket`). The token goes in the \
+        `Authorization` header or, for browsers, in `?access_token=`. The frames spoken on the \
+        socket are described by the AsyncAPI document at `/v1/asyncapi.yaml`.",
+    responses(
+        (status = 101, description = "Switching protocols: the socket is open"),
+        (status = 400, description = "Not a valid WebSocket upgrade request (plain text body)", body = String, content_type = "text/plain"),
+        (status = 401, description = "`unauthorized`: no token, a bad signature or an expired token", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded (plain text body)", body = String, content_type = "text/plain"),
+        (status = 503, description = "`full` (this gateway holds all the connections it can), `draining` (it is shutting down) or `unavailable` (a store did not answer): connect again, with backoff", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("access_token" = [])),
+)]
 pub async fn ws(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
@@ -194,12 +240,18 @@ pub async fn ws(
 }
 
 /// A profile as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"user_id": "17", "name": "Ana", "avatar_url": null, "sharing": true}))]
 pub struct ProfileView {
-    user_id: String,
-    name: String,
-    avatar_url: Option<String>,
-    sharing: bool,
+    /// The user id, a decimal string.
+    pub user_id: String,
+    /// Display name (the id until set).
+    pub name: String,
+    /// An http(s) address of a picture, or null.
+    #[schema(required = true)]
+    pub avatar_url: Option<String>,
+    /// Whether the user shares their location (on for a new profile).
+    pub sharing: bool,
 }
 
 impl From<&Profile> for ProfileView {
@@ -214,6 +266,19 @@ impl From<&Profile> for ProfileView {
 }
 
 /// `GET /v1/me`.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "profile",
+    summary = "The caller's profile",
+    description = "The first authenticated call of a new user id creates the profile (name = the id, sharing on).",
+    responses(
+        (status = 200, description = "The profile", body = ProfileView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a store did not answer; try again", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_me(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
@@ -222,13 +287,18 @@ pub async fn get_me(
     Ok(Json(ProfileView::from(&p)))
 }
 
-/// The body of `PATCH /v1/me`.
-#[derive(Debug, Deserialize)]
+/// The body of `PATCH /v1/me`: a missing field is left as it is.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ana", "avatar_url": "https://example.com/ana.png"}))]
 pub struct PatchMe {
+    /// The new display name: 1 to 64 printable characters (trimmed).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
     name: Option<String>,
+    /// The new picture, an http(s) address of at most 2,048 bytes; null removes it.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 2048)]
     avatar_url: Option<Option<String>>,
 }
 
@@ -249,6 +319,21 @@ const MAX_NAME_CHARS: usize = 64;
 const MAX_AVATAR_URL: usize = 2048;
 
 /// `PATCH /v1/me`: name and/or avatar.
+#[utoipa::path(
+    patch,
+    path = "/v1/me",
+    tag = "profile",
+    summary = "Change the caller's name and/or picture",
+    request_body = PatchMe,
+    responses(
+        (status = 200, description = "The changed profile", body = ProfileView),
+        (status = 400, description = "`bad_body` (not JSON, a mistyped or unknown field), `bad_name` (not 1-64 printable characters), `bad_avatar_url` (not http(s), or over 2,048 bytes)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over 64 KiB", body = ErrorBody),
+        (status = 503, description = "`unavailable` (a store did not answer) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn patch_me(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
@@ -297,12 +382,75 @@ fn user_id_param(id: &str) -> Result<UserId, ApiError> {
     })
 }
 
+/// What `PUT /v1/me/friends/{id}` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// A request was sent; they have to accept it.
+    Requested,
+    /// They had asked: now you are friends.
+    Accepted,
+    /// You had asked already; still waiting for them.
+    AlreadyRequested,
+    /// You were friends already.
+    AlreadyFriends,
+}
+
+/// What `DELETE /v1/me/friends/{id}` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalStatus {
+    /// You were friends; no longer.
+    Unfriended,
+    /// Your request was withdrawn.
+    Withdrawn,
+    /// Their request was declined.
+    Declined,
+}
+
+/// The answer of `PUT /v1/me/friends/{id}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"user_id": "17", "status": "requested"}))]
+pub struct FriendRequestView {
+    /// The other user's id, a decimal string.
+    pub user_id: String,
+    /// What the call did.
+    pub status: RequestStatus,
+}
+
+/// The answer of `DELETE /v1/me/friends/{id}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"user_id": "17", "status": "unfriended"}))]
+pub struct FriendRemovalView {
+    /// The other user's id, a decimal string.
+    pub user_id: String,
+    /// What the call did.
+    pub status: RemovalStatus,
+}
+
 /// `PUT /v1/me/friends/{id}`: ask, or accept their request.
+#[utoipa::path(
+    put,
+    path = "/v1/me/friends/{id}",
+    tag = "friends",
+    summary = "Ask a user to be friends, or accept their request",
+    description = "Friendship is mutual: it exists once both sides have called this. Repeating the call is safe.",
+    params(("id" = String, Path, description = "The other user's id, a decimal number", example = "17")),
+    responses(
+        (status = 200, description = "What the call did", body = FriendRequestView),
+        (status = 400, description = "`bad_user_id` (not a decimal id) or `self_friendship`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        (status = 409, description = "`friend_limit` (5,000 friends and requests) or `conflict` (changed concurrently: try again)", body = ErrorBody),
+        (status = 503, description = "`unavailable` (a store did not answer) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_friend(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<FriendRequestView>, ApiError> {
     let other = user_id_param(&id)?;
     let outcome = gw.users.store().request(user, other).await?;
     gw.users.invalidate(&[user, other]).await;
@@ -315,22 +463,39 @@ pub async fn put_friend(
         .await
         .map_err(|e| not_announced(&e))?;
     let status = match outcome {
-        RequestOutcome::Requested => "requested",
-        RequestOutcome::Accepted => "accepted",
-        RequestOutcome::AlreadyRequested => "already_requested",
-        RequestOutcome::AlreadyFriends => "already_friends",
+        RequestOutcome::Requested => RequestStatus::Requested,
+        RequestOutcome::Accepted => RequestStatus::Accepted,
+        RequestOutcome::AlreadyRequested => RequestStatus::AlreadyRequested,
+        RequestOutcome::AlreadyFriends => RequestStatus::AlreadyFriends,
     };
-    Ok(Json(
-        serde_json::json!({"user_id": other.to_string(), "status": status}),
-    ))
+    Ok(Json(FriendRequestView {
+        user_id: other.to_string(),
+        status,
+    }))
 }
 
 /// `DELETE /v1/me/friends/{id}`: unfriend, or withdraw / decline a request.
+#[utoipa::path(
+    delete,
+    path = "/v1/me/friends/{id}",
+    tag = "friends",
+    summary = "Unfriend, or withdraw / decline a request",
+    params(("id" = String, Path, description = "The other user's id, a decimal number", example = "17")),
+    responses(
+        (status = 200, description = "What the call did", body = FriendRemovalView),
+        (status = 400, description = "`bad_user_id`: not a decimal id", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no friendship or request between the two", body = ErrorBody),
+        (status = 409, description = "`conflict`: changed concurrently; try again", body = ErrorBody),
+        (status = 503, description = "`unavailable` (a store did not answer) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_friend(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<FriendRemovalView>, ApiError> {
     let other = user_id_param(&id)?;
     let outcome = gw.users.store().remove(user, other).await?;
     gw.users.invalidate(&[user, other]).await;
@@ -340,9 +505,9 @@ pub async fn delete_friend(
             .map_err(|e| not_announced(&e))?;
     }
     let status = match outcome {
-        RemoveOutcome::Unfriended => "unfriended",
-        RemoveOutcome::Withdrawn => "withdrawn",
-        RemoveOutcome::Declined => "declined",
+        RemoveOutcome::Unfriended => RemovalStatus::Unfriended,
+        RemoveOutcome::Withdrawn => RemovalStatus::Withdrawn,
+        RemoveOutcome::Declined => RemovalStatus::Declined,
         RemoveOutcome::NotFound => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -351,19 +516,38 @@ pub async fn delete_friend(
             ));
         }
     };
-    Ok(Json(
-        serde_json::json!({"user_id": other.to_string(), "status": status}),
-    ))
+    Ok(Json(FriendRemovalView {
+        user_id: other.to_string(),
+        status,
+    }))
 }
 
 /// The body of `PUT /v1/me/sharing`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"enabled": false}))]
 pub struct Sharing {
+    /// On: accepted friends nearby see you (and you see them). Off: nobody does, both ways.
     enabled: bool,
 }
 
 /// `PUT /v1/me/sharing`: location sharing on or off.
+#[utoipa::path(
+    put,
+    path = "/v1/me/sharing",
+    tag = "profile",
+    summary = "Turn location sharing on or off",
+    description = "Sharing is both ways: with sharing off nobody sees you and you see nobody.",
+    request_body = Sharing,
+    responses(
+        (status = 200, description = "The profile", body = ProfileView),
+        (status = 400, description = "`bad_body`: not `{\"enabled\": bool}`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over 64 KiB", body = ErrorBody),
+        (status = 503, description = "`unavailable` (a store did not answer) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_sharing(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
@@ -393,12 +577,62 @@ pub struct FriendsQuery {
     cursor: Option<String>,
 }
 
+/// Where a pair stands, from the list owner's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FriendStateView {
+    /// Friends.
+    Accepted,
+    /// You asked; they have not answered.
+    Outgoing,
+    /// They asked; accept with `PUT /v1/me/friends/{id}`.
+    Incoming,
+}
+
+/// An entry of the friend list.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"user_id": "17", "name": "Ana", "state": "accepted", "since": 1764057600000_i64}))]
+pub struct FriendListEntry {
+    /// The other user's id, a decimal string.
+    pub user_id: String,
+    /// Their display name.
+    pub name: String,
+    /// Where the pair stands.
+    pub state: FriendStateView,
+    /// When it got there, epoch ms.
+    pub since: i64,
+}
+
+/// A page of the friend list.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FriendsPage {
+    /// Friends and requests, by id.
+    pub friends: Vec<FriendListEntry>,
+    /// The `cursor` of the next page, or null at the end.
+    #[schema(required = true)]
+    pub next: Option<String>,
+}
+
 /// `GET /v1/me/friends?cursor=`: accepted friends and pending requests, by id, 50 a page.
+#[utoipa::path(
+    get,
+    path = "/v1/me/friends",
+    tag = "friends",
+    summary = "Friends and pending requests, by id, 50 a page",
+    params(("cursor" = Option<String>, Query, description = "The `next` of the previous page; absent or empty for the first")),
+    responses(
+        (status = 200, description = "A page", body = FriendsPage),
+        (status = 400, description = "`bad_cursor`: not the `next` of a page", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a store did not answer; try again", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_friends(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
     Query(q): Query<FriendsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<FriendsPage>, ApiError> {
     let after = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(nearby_common::ids::parse_user_id(c).ok_or_else(|| {
@@ -423,20 +657,23 @@ pub async fn get_friends(
             .await?
             .map_or_else(|| e.friend_id.to_string(), |p| p.name.clone());
         let state = match e.state {
-            FriendState::Accepted => "accepted",
-            FriendState::Outgoing => "outgoing",
-            FriendState::Incoming => "incoming",
+            FriendState::Accepted => FriendStateView::Accepted,
+            FriendState::Outgoing => FriendStateView::Outgoing,
+            FriendState::Incoming => FriendStateView::Incoming,
         };
-        friends.push(serde_json::json!({
-            "user_id": e.friend_id.to_string(), "name": name, "state": state, "since": e.since,
-        }));
+        friends.push(FriendListEntry {
+            user_id: e.friend_id.to_string(),
+            name,
+            state,
+            since: e.since,
+        });
     }
     let next = if more {
         page.last().map(|e| e.friend_id.to_string())
     } else {
         None
     };
-    Ok(Json(serde_json::json!({"friends": friends, "next": next})))
+    Ok(Json(FriendsPage { friends, next }))
 }
 
 /// The query of `GET /v1/me/nearby`.
@@ -446,14 +683,44 @@ pub struct NearbyQuery {
     cursor: Option<String>,
 }
 
+/// A page of `GET /v1/me/nearby`: the socket's `nearby` frame, and whether the caller is active.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NearbyPage {
+    /// Active friends within the radius, nearest first, 20 a page.
+    pub friends: Vec<FriendEntry>,
+    /// The `cursor` of the next page, or null at the end.
+    #[schema(required = true)]
+    pub next: Option<String>,
+    /// Whether the caller has a position younger than the TTL (10 minutes); false means an
+    /// empty page: report a location first.
+    pub active: bool,
+}
+
 /// `GET /v1/me/nearby?cursor=`: the socket's `nearby` pages, around the caller's latest
 /// position (from the latest-location cache). A caller with no position younger than the TTL
 /// gets an empty page and `"active": false`.
+#[utoipa::path(
+    get,
+    path = "/v1/me/nearby",
+    tag = "nearby",
+    summary = "Active friends within the radius, nearest first, 20 a page",
+    description = "The same pages as the socket's `nearby` frame, around the caller's latest reported \
+        position, for clients not connected. A caller with no position younger than 10 minutes \
+        gets an empty page and `\"active\": false`.",
+    params(("cursor" = Option<String>, Query, description = "The `next` of the previous page; absent or empty for the first")),
+    responses(
+        (status = 200, description = "A page", body = NearbyPage),
+        (status = 400, description = "`bad_cursor`: not the `next` of a page", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a store did not answer; try again", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_nearby(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
     Query(q): Query<NearbyQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<NearbyPage>, ApiError> {
     let after = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
@@ -466,18 +733,22 @@ pub async fn get_nearby(
     };
     let now = nearby_ingest::now_ms();
     let Some(at) = gw.pager.own_position(user, now).await? else {
-        return Ok(Json(
-            serde_json::json!({"friends": [], "next": null, "active": false}),
-        ));
+        return Ok(Json(NearbyPage {
+            friends: Vec::new(),
+            next: None,
+            active: false,
+        }));
     };
     let (friends, next) = gw
         .pager
         .page(user, (at.lat, at.lon), after, now)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(
-        serde_json::json!({"friends": friends, "next": next, "active": true}),
-    ))
+    Ok(Json(NearbyPage {
+        friends,
+        next,
+        active: true,
+    }))
 }
 
 /// Answers unknown paths with the API's error shape.

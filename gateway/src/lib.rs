@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod demo;
 pub mod http;
 pub mod nearby;
+pub mod openapi;
 pub mod outbox;
 pub mod protocol;
 pub mod registry;
@@ -145,6 +146,8 @@ impl Gateway {
             )
             .route("/v1/me/sharing", put(http::put_sharing))
             .route("/v1/me/nearby", get(http::get_nearby))
+            .route("/v1/openapi.json", get(openapi::openapi_json))
+            .route("/v1/asyncapi.yaml", get(openapi::asyncapi_yaml))
             .route("/demo", get(demo::page))
             .fallback(http::not_found)
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))

@@ -4,9 +4,11 @@
 
 use nearby_common::UserId;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A frame from the client.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
     /// A position report.
@@ -35,7 +37,8 @@ pub enum ClientFrame {
 }
 
 /// A friend as the client shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"user_id": "17", "name": "Ana", "lat": 37.77, "lon": -122.42, "distance_m": 812.5, "updated_at": 1764057600000_i64}))]
 pub struct FriendEntry {
     /// The friend's id, a decimal string.
     pub user_id: String,
@@ -53,6 +56,7 @@ pub struct FriendEntry {
 
 /// A frame from the server.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// A page of active friends in range, nearest first.
