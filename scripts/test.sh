@@ -44,5 +44,11 @@ eval "$(bash stack/stack.sh env)"
 echo "--- test.sh: docker-compose.yml in step with the scripts"
 python3 scripts/check-compose.py
 
+# The spec tests validate the served OpenAPI and AsyncAPI files with the reference Python tools.
+if ! python3 -c "import openapi_spec_validator, yaml" >/dev/null 2>&1; then
+    echo "--- test.sh: installing the Python spec validators"
+    python3 -m pip install --quiet --user "openapi-spec-validator>=0.7" pyyaml
+fi
+
 echo "--- test.sh: cargo test"
 cargo test --workspace --all-targets --locked --no-fail-fast
