@@ -93,6 +93,18 @@ pub enum Error {
     /// Redis refused or could not be reached.
     #[error("redis: {0} (is Redis up? `stack/stack.sh status`)")]
     Redis(#[from] redis::RedisError),
+    /// A time range that is empty or too wide to read at once.
+    #[error(
+        "bad range: from {from_ms} to {to_ms} (ms) must be non-empty and at most {max_days} days"
+    )]
+    BadRange {
+        /// Start, inclusive, epoch ms.
+        from_ms: i64,
+        /// End, exclusive, epoch ms.
+        to_ms: i64,
+        /// The widest range allowed.
+        max_days: i64,
+    },
     /// A keyspace name that CQL would reject.
     #[error(
         "invalid keyspace name {0:?}: use 1-48 letters, digits or underscores, starting with a letter"

@@ -6,6 +6,7 @@ pub mod cql;
 pub mod error;
 pub mod friendship;
 pub mod geo;
+pub mod history;
 pub mod ids;
 pub mod kafka;
 pub mod partition;
