@@ -70,7 +70,9 @@ usage() {
     cat <<'EOF'
 usage: stack/stack.sh COMMAND
   up                 fetch if needed, start Kafka, Cassandra and Redis, wait until they answer
-  down [--purge]     stop what `up` started (by pid); --purge also deletes the data
+  down [--purge] [SERVICE...]
+                     stop what `up` started (by pid), or only the services named (kafka,
+                     cassandra, redis; `up` starts them again); --purge also deletes the data
   status             one line per service; exit 0 if all run, 3 otherwise
   logs [SERVICE] [-n N] [-f]
                      tail of a service's log (kafka, cassandra, redis; all when omitted)
@@ -568,15 +570,21 @@ cmd_up() {
 }
 
 cmd_down() {
-    local purge=0 arg svc pidf pid port busy=() i
+    local purge=0 arg svc pidf pid port busy=() i chosen=()
     for arg in "$@"; do
         case $arg in
             --purge) purge=1 ;;
-            *) die "down: unknown option '$arg'" ;;
+            kafka | cassandra | redis) chosen+=("$arg") ;;
+            *) die "down: unknown option or service '$arg'" ;;
         esac
     done
+    if ((${#chosen[@]} == 0)); then
+        chosen=("${SERVICES[@]}")
+    elif ((purge)); then
+        die "down: --purge deletes every service's data; it cannot be combined with a service"
+    fi
     declare -A stopping=()
-    for svc in "${SERVICES[@]}"; do
+    for svc in "${chosen[@]}"; do
         pidf=$(pid_file "$svc")
         [[ -f $pidf ]] || continue
         pid=$(<"$pidf")
@@ -618,7 +626,7 @@ cmd_down() {
     # Sockets can take a moment to close after the process is gone.
     for ((i = 0; i < 20; i++)); do
         busy=()
-        for svc in "${SERVICES[@]}"; do
+        for svc in "${chosen[@]}"; do
             for port in $(service_ports "$svc"); do
                 port_listening "$port" && busy+=("$port")
             done
