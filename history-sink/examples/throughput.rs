@@ -1,0 +1,181 @@
+//! Sink throughput against a baseline, in one run on one machine: N rows written to
+//! `location_history` by (1) a plain loop of concurrent prepared inserts with the same driver
+//! and the same concurrency, and (2) the sink reading the same N records from a Kafka topic.
+//! Each writes into its own fresh keyspace of the running Cassandra; after a discarded warm-up
+//! run, the baseline runs before and after the sink, so drift shows.
+//!
+//! ```text
+//! eval "$(stack/stack.sh env)"
+//! cargo run --release -p nearby-history-sink --example throughput -- --rows 100000
+//! ```
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use nearby_common::history::{HistoryRow, HistoryStore};
+use nearby_history_sink::{HistorySink, SinkConfig};
+use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Rows each contender writes.
+    #[arg(long, default_value_t = 100_000)]
+    rows: usize,
+    /// Writes in flight at once, for both (the sink's --max-in-flight).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Rows of a first, discarded baseline run that warms Cassandra up (its JIT, its memtables).
+    #[arg(long, default_value_t = 50_000)]
+    warmup_rows: usize,
+    /// Partitions of the topic the sink reads.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn row(i: usize, t0: i64) -> HistoryRow {
+    let n = i64::try_from(i).unwrap_or(i64::MAX);
+    HistoryRow {
+        user_id: 1_000_000 + n % 10_000,
+        ts: t0 + n,
+        lat: 37.0 + (i % 1000) as f64 / 1e4,
+        lon: -122.0 + (i % 997) as f64 / 1e4,
+        accuracy_m: Some(5.0),
+        received_at: t0 + n,
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+async fn baseline(nodes: &[String], rows: usize, concurrency: usize, t0: i64) -> f64 {
+    let keyspace = unique("bench_base_");
+    let session = nearby_common::cql::connect(nodes).await.expect("cql");
+    nearby_common::cql::create_keyspace(&session, &keyspace, 1)
+        .await
+        .expect("keyspace");
+    nearby_common::history::create_table(&session, &keyspace)
+        .await
+        .expect("table");
+    let store = HistoryStore::new(session, &keyspace).await.expect("store");
+    let started = Instant::now();
+    let failures = futures::stream::iter(0..rows)
+        .map(|i| {
+            let store = &store;
+            async move { store.insert(&row(i, t0)).await.is_err() }
+        })
+        .buffer_unordered(concurrency)
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(failures, 0, "baseline writes failed");
+    rows as f64 / secs
+}
+
+#[tokio::main]
+#[allow(clippy::cast_precision_loss)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let brokers = std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or("127.0.0.1:9092".into());
+    let nodes = vec![std::env::var("NEARBY_CQL_NODES").unwrap_or("127.0.0.1:9042".into())];
+    let t0 = nearby_ingest::now_ms() - 3_600_000;
+
+    // The sink's input, produced up front so reading never waits for it.
+    let prefix = unique("bench.");
+    let topic = format!("{prefix}.location-updates");
+    let admin = nearby_common::kafka::admin_client(&brokers)?;
+    nearby_common::kafka::ensure_topics(
+        &admin,
+        &[nearby_common::kafka::TopicSpec {
+            name: topic.clone(),
+            partitions: args.partitions,
+            replication: 1,
+            retention: Duration::from_secs(3600),
+        }],
+    )
+    .await?;
+    let producer: FutureProducer = nearby_common::kafka::producer_config(&brokers)
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    for i in 0..args.rows {
+        let r = row(i, t0);
+        let event = LocationEvent {
+            user_id: r.user_id,
+            gateway_id: None,
+            ts: r.ts,
+            received_at: r.received_at,
+            body: LocationBody::Position(PositionReport {
+                lat: r.lat,
+                lon: r.lon,
+                accuracy_m: r.accuracy_m,
+            }),
+        };
+        let payload = nearby_schemas::to_vec(&event)?;
+        let key = r.user_id.to_string();
+        // Enqueued without waiting for the ack; flushed below.
+        drop(producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)));
+    }
+    producer.flush(Duration::from_secs(60))?;
+    println!(
+        "throughput: {} rows, {} in flight, {} partitions",
+        args.rows, args.concurrency, args.partitions
+    );
+
+    if args.warmup_rows > 0 {
+        let warm = baseline(&nodes, args.warmup_rows, args.concurrency, t0).await;
+        println!("  warm-up (discarded):                          {warm:.0} rows/s");
+    }
+    let before = baseline(&nodes, args.rows, args.concurrency, t0).await;
+    println!("  baseline (plain concurrent prepared inserts): {before:.0} rows/s");
+
+    let keyspace = unique("bench_sink_");
+    let config = SinkConfig::parse_from([
+        "nearby-history-sink".to_owned(),
+        format!("--topic-prefix={prefix}"),
+        format!("--cql-keyspace={keyspace}"),
+        format!("--group-id={}", unique("bench-sink-")),
+        format!("--max-in-flight={}", args.concurrency),
+        format!("--kafka-brokers={brokers}"),
+        format!("--cql-nodes={}", nodes[0]),
+    ]);
+    let shutdown = CancellationToken::new();
+    let sink = HistorySink::build(config, &shutdown).await?;
+    let status = sink.status.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let task = tokio::spawn(sink.run(listener, shutdown.clone()));
+    // Timed from its first row to its last (the group join before it writes nothing).
+    let rows = args.rows as u64;
+    while status.rows.load(Ordering::Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = Instant::now();
+    while status.rows.load(Ordering::Relaxed) < rows {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sink_rate = rows as f64 / started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    task.await??;
+    println!(
+        "  sink (topic -> location_history):             {sink_rate:.0} rows/s  (retries {})",
+        status.retries.load(Ordering::Relaxed)
+    );
+
+    let after = baseline(&nodes, args.rows, args.concurrency, t0).await;
+    println!("  baseline again:                               {after:.0} rows/s");
+    let base = f64::midpoint(before, after);
+    println!(
+        "  ratio sink / baseline (mean of both): {:.2}",
+        sink_rate / base
+    );
+    Ok(())
+}
