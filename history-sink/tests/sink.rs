@@ -1,0 +1,177 @@
+//! The sink in-process on the real stack: positions become rows once (a record read twice is
+//! the same row), connects and poison records are skipped (poison counted), and a stop commits
+//! exactly the end of what was written.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::Parser;
+use nearby_common::history::HistoryStore;
+use nearby_history_sink::{HistorySink, SinkConfig};
+use nearby_schemas::{Connected, LocationBody, LocationEvent, PositionReport};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+fn position(user: i64, ts: i64, lat: f64) -> LocationEvent {
+    LocationEvent {
+        user_id: user,
+        gateway_id: Some("gw-1".into()),
+        ts,
+        received_at: ts + 3,
+        body: LocationBody::Position(PositionReport {
+            lat,
+            lon: 2.35,
+            accuracy_m: Some(12.5),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn positions_become_rows_once_and_the_rest_is_skipped() {
+    let brokers = std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or("127.0.0.1:9092".into());
+    let nodes = std::env::var("NEARBY_CQL_NODES").unwrap_or("127.0.0.1:9042".into());
+    let (prefix, keyspace, group) = (unique("test."), unique("test_hist_"), unique("test-sink-"));
+    let topic = format!("{prefix}.location-updates");
+    let admin = nearby_common::kafka::admin_client(&brokers).unwrap();
+    nearby_common::kafka::ensure_topics(
+        &admin,
+        &[nearby_common::kafka::TopicSpec {
+            name: topic.clone(),
+            partitions: 2,
+            replication: 1,
+            retention: Duration::from_secs(3600),
+        }],
+    )
+    .await
+    .unwrap();
+
+    let t0 = nearby_ingest::now_ms() - 60_000;
+    let user = i64::from(rand::random::<u32>()) + 1;
+    let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut put = |key: i64, bytes: Vec<u8>| records.push((key.to_string(), bytes));
+    put(
+        user,
+        nearby_schemas::to_vec(&position(user, t0, 48.1)).unwrap(),
+    );
+    put(
+        user,
+        nearby_schemas::to_vec(&LocationEvent {
+            body: LocationBody::Connected(Connected {
+                session_id: "s1".into(),
+            }),
+            ..position(user, t0 + 1, 0.0)
+        })
+        .unwrap(),
+    );
+    put(user, b"\xC3\x01not avro at all".to_vec()); // poison
+    put(
+        user,
+        nearby_schemas::to_vec(&position(user, t0 + 2, 48.2)).unwrap(),
+    );
+    // The same report again (a producer retry, a replay): the same row.
+    put(
+        user,
+        nearby_schemas::to_vec(&position(user, t0 + 2, 48.2)).unwrap(),
+    );
+    put(
+        user + 1,
+        nearby_schemas::to_vec(&position(user + 1, t0 + 5, 48.3)).unwrap(),
+    );
+    let producer: FutureProducer = nearby_common::kafka::producer_config(&brokers)
+        .create()
+        .unwrap();
+    for (key, payload) in &records {
+        producer
+            .send(
+                FutureRecord::to(&topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+    }
+
+    let config = SinkConfig::parse_from([
+        "nearby-history-sink".to_owned(),
+        format!("--topic-prefix={prefix}"),
+        format!("--cql-keyspace={keyspace}"),
+        format!("--group-id={group}"),
+        format!("--kafka-brokers={brokers}"),
+        format!("--cql-nodes={nodes}"),
+    ]);
+    let shutdown = CancellationToken::new();
+    let sink = HistorySink::build(config, &shutdown).await.unwrap();
+    let status = sink.status.clone();
+    let task = tokio::spawn(sink.run(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while status.rows.load(Ordering::Relaxed) < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "rows never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the skipped records' offsets be stored too, then stop (which commits).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(status.poison.load(Ordering::Relaxed), 1);
+    assert_eq!(status.skipped.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        status.rows.load(Ordering::Relaxed),
+        4,
+        "four positions written"
+    );
+
+    let session = nearby_common::cql::connect(&[nodes]).await.unwrap();
+    let store = HistoryStore::new(session, &keyspace).await.unwrap();
+    let rows = store.range(user, t0, t0 + 10, 100).await.unwrap();
+    let got: Vec<(i64, f64, Option<f64>, i64)> = rows
+        .iter()
+        .map(|r| (r.ts, r.lat, r.accuracy_m, r.received_at))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (t0, 48.1, Some(12.5), t0 + 3),
+            (t0 + 2, 48.2, Some(12.5), t0 + 5)
+        ],
+        "oldest first, the repeated report once"
+    );
+    assert_eq!(
+        store.range(user + 1, t0, t0 + 10, 100).await.unwrap().len(),
+        1
+    );
+
+    // The group's committed offsets are the ends of the partitions: all of it was handled.
+    let consumer: BaseConsumer = nearby_common::kafka::client_config(&brokers)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition(&topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    for e in committed.elements() {
+        let (_, high) = consumer
+            .fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))
+            .unwrap();
+        let want = if high == 0 {
+            Offset::Invalid
+        } else {
+            Offset::Offset(high)
+        };
+        assert_eq!(e.offset(), want, "partition {}", e.partition());
+    }
+}
