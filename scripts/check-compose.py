@@ -82,7 +82,7 @@ for name, svc in services.items():
             env.get("NEARBY_KAFKA_BROKERS", "").startswith("kafka:"),
         )
 
-for stage in ("setup", "fanout", "gateway"):
+for stage in ("setup", "fanout", "history-sink", "gateway"):
     check(f"stage {stage} exists", stage in services)
 for stage in ("fanout", "gateway"):
     env = services.get(stage, {}).get("environment", {})

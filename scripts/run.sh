@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The run command: installs what is missing, brings up the real stack (Kafka, Cassandra, Redis),
-# creates the CQL schema and the topics, then runs a fanout instance and a gateway in the
-# foreground until Ctrl-C. Open http://127.0.0.1:8080/demo to look at it (two browser tabs,
+# creates the CQL schema and the topics, then runs a fanout instance, a history sink and a
+# gateway in the foreground until Ctrl-C. Open http://127.0.0.1:8080/demo to look at it (two browser tabs,
 # two users, see each other move). The stack stays up afterwards: `stack/stack.sh down` stops it.
 set -euo pipefail
 
@@ -26,7 +26,7 @@ logs=${NEARBY_STACK_DIR:-$root/.stack}/logs
 mkdir -p "$logs"
 pids=()
 stop() {
-    echo "--- run.sh: stopping fanout and gateway"
+    echo "--- run.sh: stopping fanout, history sink and gateway"
     for pid in "${pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -36,10 +36,12 @@ trap stop EXIT INT TERM
 
 ./target/release/nearby-fanout >"$logs/fanout.log" 2>&1 &
 pids+=($!)
+./target/release/nearby-history-sink >"$logs/history-sink.log" 2>&1 &
+pids+=($!)
 NEARBY_GATEWAY_ID=$gateway_id ./target/release/nearby-gateway >"$logs/gateway.log" 2>&1 &
 pids+=($!)
 
-for url in http://127.0.0.1:9081/readyz http://127.0.0.1:9080/readyz; do
+for url in http://127.0.0.1:9081/readyz http://127.0.0.1:9080/readyz http://127.0.0.1:9082/healthz; do
     for _ in $(seq 1 120); do
         if curl -fsS "$url" >/dev/null 2>&1; then break; fi
         sleep 0.5
@@ -52,7 +54,8 @@ cat <<MSG
 Nearby Friends is running:
   gateway   ws://127.0.0.1:8080/v1/ws   (admin http://127.0.0.1:9080/readyz, log $logs/gateway.log)
   fanout    admin http://127.0.0.1:9081/readyz   (log $logs/fanout.log)
+  history   admin http://127.0.0.1:9082/readyz   (log $logs/history-sink.log)
   demo      http://127.0.0.1:8080/demo  (tokens: ./target/release/nearby-admin token --user 1)
-Ctrl-C stops fanout and the gateway; stack/stack.sh down stops Kafka, Cassandra and Redis.
+Ctrl-C stops fanout, the sink and the gateway; stack/stack.sh down stops Kafka, Cassandra and Redis.
 MSG
 wait
