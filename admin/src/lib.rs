@@ -5,6 +5,7 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 use nearby_common::StackArgs;
 
+pub mod replay;
 pub mod schema;
 pub mod token;
 pub mod topics;
@@ -25,6 +26,12 @@ pub struct Cli {
 /// The admin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Read the location topic again from a time: history, the Redis cache, any group.
+    Replay {
+        /// What to replay.
+        #[command(subcommand)]
+        action: replay::ReplayAction,
+    },
     /// The CQL keyspace and tables.
     Schema {
         /// What to do with them.
@@ -44,6 +51,7 @@ pub enum Command {
 /// Runs one command, writing its report to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
     match cli.command {
+        Command::Replay { action } => replay::run(&cli.stack, action, out).await,
         Command::Schema { action } => schema::run(&cli.stack, action, out).await,
         Command::Token(args) => token::run(&args, out),
         Command::Topics { action } => topics::run(&cli.stack, action, out).await,
