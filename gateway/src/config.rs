@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nearby_common::StackArgs;
 use nearby_common::auth::AuthArgs;
-use nearby_ingest::IngestConfig;
+use nearby_ingest::{IngestConfig, RateLimit, ReportOptions, ValidationLimits};
 
 /// Everything a gateway needs to run.
 #[derive(Debug, Clone, clap::Parser)]
@@ -103,6 +103,26 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_MAX_BODY_BYTES", default_value_t = 65_536)]
     pub max_body_bytes: usize,
 
+    /// Most positions in one `POST /v1/me/locations` batch; a larger batch is refused whole
+    /// (413 `too_many`) and nothing of it is produced.
+    #[arg(long, env = "NEARBY_UPLOAD_MAX_ITEMS", default_value_t = 100)]
+    pub upload_max_items: usize,
+
+    /// How old an uploaded position may be (a phone that was offline); live reports keep
+    /// `NEARBY_INGEST_MAX_AGE`. The future skew is `NEARBY_INGEST_MAX_FUTURE_SKEW` for both.
+    #[arg(long, env = "NEARBY_UPLOAD_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub upload_max_age: Duration,
+
+    /// Upload requests a user may send at once (the per-user token bucket's size); every
+    /// request counts, whatever its answer.
+    #[arg(long, env = "NEARBY_UPLOAD_RATE_BURST", default_value_t = 10)]
+    pub upload_rate_burst: u32,
+
+    /// Upload requests per second per user, sustained (the bucket's refill rate): 0.2 is one
+    /// every 5 s, up to 20 positions a second with full batches.
+    #[arg(long, env = "NEARBY_UPLOAD_RATE_PER_SEC", default_value_t = 0.2)]
+    pub upload_rate_per_sec: f64,
+
     /// Replication factor of the delivery topic when the gateway creates it.
     #[arg(long, env = "NEARBY_REPLICATION_FACTOR", default_value_t = 1)]
     pub replication_factor: i32,
@@ -136,6 +156,20 @@ impl GatewayConfig {
         if !(self.frame_rate > 0.0 && self.frame_burst >= 1.0) {
             problems.push("NEARBY_FRAME_RATE must be positive and NEARBY_FRAME_BURST at least 1");
         }
+        if !(1..=10_000).contains(&self.upload_max_items) {
+            problems.push("NEARBY_UPLOAD_MAX_ITEMS must be between 1 and 10000");
+        }
+        if self.upload_max_age.is_zero() {
+            problems.push("NEARBY_UPLOAD_MAX_AGE must be positive");
+        }
+        if !(self.upload_rate_per_sec.is_finite()
+            && self.upload_rate_per_sec > 0.0
+            && self.upload_rate_burst >= 1)
+        {
+            problems.push(
+                "NEARBY_UPLOAD_RATE_PER_SEC must be a positive number and NEARBY_UPLOAD_RATE_BURST at least 1",
+            );
+        }
         if let Err(e) = self
             .stack
             .topics()
@@ -147,6 +181,27 @@ impl GatewayConfig {
             Ok(())
         } else {
             Err(problems.join("; "))
+        }
+    }
+
+    /// How `POST /v1/me/locations` checks each position: the live future skew, the upload
+    /// age, and no per-report rate limit (the upload limiter bounds requests instead).
+    pub fn upload_options(&self) -> ReportOptions {
+        ReportOptions {
+            limits: ValidationLimits {
+                max_future_skew: self.ingest.ingest_max_future_skew,
+                max_age: self.upload_max_age,
+            },
+            rate_limited: false,
+        }
+    }
+
+    /// The per-user limit on upload requests.
+    pub fn upload_rate_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.upload_rate_burst,
+            per_second: self.upload_rate_per_sec,
+            max_users: self.ingest.ingest_rate_max_users,
         }
     }
 }

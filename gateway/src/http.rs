@@ -33,18 +33,33 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header (429s).
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
         }
     }
 
-    fn internal(e: impl std::fmt::Display) -> Self {
+    /// The same error with a `Retry-After: <secs>` header.
+    pub(crate) fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_s = Some(secs);
+        self
+    }
+
+    /// The error's code.
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         warn!(error = %e, "request failed");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -79,7 +94,13 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -103,6 +124,7 @@ impl From<nearby_common::Error> for ApiError {
             }
             E::FriendCap { .. } => Self::new(StatusCode::CONFLICT, "friend_limit", e.to_string()),
             E::Contention { .. } => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            E::BadRange { .. } => Self::new(StatusCode::BAD_REQUEST, "bad_range", e.to_string()),
             other => Self::internal(other),
         }
     }
@@ -372,7 +394,7 @@ pub async fn patch_me(
 }
 
 /// The `{id}` of a path: a user id, or 400 `bad_user_id`.
-fn user_id_param(id: &str) -> Result<UserId, ApiError> {
+pub(crate) fn user_id_param(id: &str) -> Result<UserId, ApiError> {
     nearby_common::ids::parse_user_id(id).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

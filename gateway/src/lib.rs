@@ -10,6 +10,7 @@ pub mod config;
 pub mod deliveries;
 pub mod demo;
 pub mod http;
+pub mod locations;
 pub mod nearby;
 pub mod openapi;
 pub mod outbox;
@@ -25,13 +26,14 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use nearby_common::auth::Verifier;
 use nearby_common::friendship::FriendshipLog;
+use nearby_common::history::HistoryStore;
 use nearby_common::kafka::{self, TopicSpec};
 use nearby_common::redis_store::LocationCache;
 use nearby_common::users::UserStore;
-use nearby_ingest::Ingest;
+use nearby_ingest::{Ingest, RateLimiter};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +56,10 @@ pub struct Gateway {
     pub users: users::Users,
     /// Builds `nearby` pages.
     pub pager: nearby::Pager,
+    /// Location history (read by `GET /v1/me/history`; the history sink writes it).
+    pub history: HistoryStore,
+    /// Upload requests per user (`POST /v1/me/locations`).
+    pub upload_limiter: RateLimiter,
     /// Open connections.
     pub registry: Arc<registry::Registry>,
     /// One permit per connection.
@@ -66,7 +72,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Checks the configuration and connects to the stack (CQL, Redis, Kafka); creates the
-    /// user store's tables and this gateway's delivery topic if missing.
+    /// user store's tables, the history table and this gateway's delivery topic if missing.
     pub async fn build(
         config: GatewayConfig,
         shutdown: CancellationToken,
@@ -93,8 +99,18 @@ impl Gateway {
         nearby_common::users::create_schema(&session, &stack.cql_keyspace, 1)
             .await
             .context("creating the user store's tables")?;
+        nearby_common::history::create_table(&session, &stack.cql_keyspace)
+            .await
+            .context("creating the location history table")?;
         let store = Arc::new(UserStore::new(session, &stack.cql_keyspace).await?);
         let users = users::Users::new(store, config.user_cache_capacity, config.user_cache_ttl);
+        // Each store owns its session (both take one by value); history reads get their own.
+        let history = HistoryStore::new(
+            nearby_common::cql::connect(&stack.cql_nodes).await?,
+            &stack.cql_keyspace,
+        )
+        .await
+        .context("preparing the location history statements")?;
 
         let redis = nearby_common::redis_store::connect(&stack.redis_url).await?;
         let ttl = config.rules.location_ttl;
@@ -126,6 +142,8 @@ impl Gateway {
             changes,
             users,
             pager,
+            history,
+            upload_limiter: RateLimiter::new(config.upload_rate_limit()),
             registry: Arc::default(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             shutdown,
@@ -146,6 +164,9 @@ impl Gateway {
             )
             .route("/v1/me/sharing", put(http::put_sharing))
             .route("/v1/me/nearby", get(http::get_nearby))
+            .route("/v1/me/locations", post(locations::post_locations))
+            .route("/v1/me/history", get(locations::get_history))
+            .route("/v1/users/{id}/history", get(locations::get_user_history))
             .route("/v1/openapi.json", get(openapi::openapi_json))
             .route("/v1/asyncapi.yaml", get(openapi::asyncapi_yaml))
             .route("/demo", get(demo::page))

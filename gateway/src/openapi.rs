@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http;
 use crate::protocol::FriendEntry;
+use crate::{http, locations};
 
 /// The AsyncAPI 3.0 document of the socket, embedded at build time.
 pub const ASYNCAPI_YAML: &str = include_str!("../../docs/asyncapi.yaml");
@@ -40,6 +40,9 @@ pub const ASYNCAPI_YAML: &str = include_str!("../../docs/asyncapi.yaml");
         http::delete_friend,
         http::put_sharing,
         http::get_nearby,
+        locations::post_locations,
+        locations::get_history,
+        locations::get_user_history,
         openapi_json,
         asyncapi_yaml,
     ),
@@ -57,6 +60,12 @@ pub const ASYNCAPI_YAML: &str = include_str!("../../docs/asyncapi.yaml");
         http::FriendListEntry,
         http::FriendsPage,
         http::NearbyPage,
+        locations::UploadBody,
+        locations::UploadItem,
+        locations::ItemError,
+        locations::UploadResult,
+        locations::HistoryEntry,
+        locations::HistoryPage,
         FriendEntry,
     )),
     modifiers(&SecuritySchemes),
@@ -65,6 +74,7 @@ pub const ASYNCAPI_YAML: &str = include_str!("../../docs/asyncapi.yaml");
         (name = "profile", description = "The caller's own profile and sharing switch"),
         (name = "friends", description = "Friendships and requests"),
         (name = "nearby", description = "Friends nearby, without a socket"),
+        (name = "locations", description = "The caller's own positions: batch upload and history"),
         (name = "spec", description = "These documents"),
     ),
 )]
@@ -298,6 +308,9 @@ mod tests {
             "DELETE /v1/me/friends/{id}",
             "PUT /v1/me/sharing",
             "GET /v1/me/nearby",
+            "POST /v1/me/locations",
+            "GET /v1/me/history",
+            "GET /v1/users/{id}/history",
             "GET /v1/openapi.json",
             "GET /v1/asyncapi.yaml",
         ]

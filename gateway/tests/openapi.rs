@@ -282,11 +282,13 @@ async fn the_served_specs_are_valid_and_every_documented_call_answers_as_documen
     let (ta, tb) = (token(a), token(b));
     let mut exercised = BTreeSet::new();
     let mut answers: Vec<(String, Answer)> = Vec::new();
-    let call =
-        |method: &'static str, path: String, tok: Option<String>, body: Option<&'static str>| {
-            let addr = gw.addr;
-            async move { Answer::from(http_raw(addr, method, &path, tok.as_deref(), body).await) }
-        };
+    let call = |method: &'static str, path: String, tok: Option<String>, body: Option<String>| {
+        let addr = gw.addr;
+        async move {
+            let answer = http_raw(addr, method, &path, tok.as_deref(), body.as_deref()).await;
+            Answer::from(answer)
+        }
+    };
 
     answers.push((
         "GET /v1/me".into(),
@@ -305,7 +307,7 @@ async fn the_served_specs_are_valid_and_every_documented_call_answers_as_documen
             "PATCH",
             "/v1/me".into(),
             Some(ta.clone()),
-            Some(r#"{"name":"Ana","avatar_url":null}"#),
+            Some(r#"{"name":"Ana","avatar_url":null}"#.into()),
         )
         .await,
     ));
@@ -327,13 +329,41 @@ async fn the_served_specs_are_valid_and_every_documented_call_answers_as_documen
             "PUT",
             "/v1/me/sharing".into(),
             Some(ta.clone()),
-            Some(r#"{"enabled":true}"#),
+            Some(r#"{"enabled":true}"#.into()),
         )
         .await,
     ));
     answers.push((
         "GET /v1/me/nearby".into(),
         call("GET", "/v1/me/nearby".into(), Some(ta.clone()), None).await,
+    ));
+    let upload = json!({"locations": [
+        {"lat": 37.77, "lon": -122.42, "ts": support::now_ms() - 60_000, "accuracy_m": 8.0},
+        {"lat": 37.78, "lon": -122.41, "ts": support::now_ms()},
+    ]});
+    answers.push((
+        "POST /v1/me/locations".into(),
+        call(
+            "POST",
+            "/v1/me/locations".into(),
+            Some(ta.clone()),
+            Some(upload.to_string()),
+        )
+        .await,
+    ));
+    answers.push((
+        "GET /v1/me/history".into(),
+        call("GET", "/v1/me/history".into(), Some(ta.clone()), None).await,
+    ));
+    answers.push((
+        "GET /v1/users/{id}/history".into(),
+        call(
+            "GET",
+            format!("/v1/users/{a}/history?limit=10"),
+            Some(ta.clone()),
+            None,
+        )
+        .await,
     ));
     answers.push((
         "DELETE /v1/me/friends/{id}".into(),
