@@ -50,5 +50,11 @@ if ! python3 -c "import openapi_spec_validator, yaml" >/dev/null 2>&1; then
     python3 -m pip install --quiet --user "openapi-spec-validator>=0.7" pyyaml
 fi
 
+# The analytics example's test runs the Python reader of examples/analytics against the broker.
+if ! python3 -c "import confluent_kafka, fastavro" >/dev/null 2>&1; then
+    echo "--- test.sh: installing the analytics example's Python packages"
+    python3 -m pip install --quiet --user -r examples/analytics/requirements.txt
+fi
+
 echo "--- test.sh: cargo test"
 cargo test --workspace --all-targets --locked --no-fail-fast
