@@ -133,7 +133,7 @@ impl HistoryStore {
         to_ms: i64,
         limit: usize,
     ) -> Result<Vec<HistoryRow>> {
-        if to_ms <= from_ms || to_ms - from_ms > MAX_RANGE_DAYS * DAY_MS {
+        if to_ms <= from_ms || to_ms.saturating_sub(from_ms) > MAX_RANGE_DAYS * DAY_MS {
             return Err(Error::BadRange {
                 from_ms,
                 to_ms,
@@ -141,7 +141,9 @@ impl HistoryStore {
             });
         }
         let mut out = Vec::new();
-        let mut day_start = from_ms.div_euclid(DAY_MS) * DAY_MS;
+        // `from_ms` is within the i64 range and a day is far smaller: no overflow below, as
+        // the range is non-empty and at most MAX_RANGE_DAYS wide.
+        let mut day_start = from_ms.div_euclid(DAY_MS).saturating_mul(DAY_MS);
         // One partition a day, read in order until the page is full.
         while day_start < to_ms && out.len() < limit {
             let want = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
@@ -153,7 +155,7 @@ impl HistoryStore {
                         user,
                         day_of(day_start),
                         CqlTimestamp(from_ms.max(day_start)),
-                        CqlTimestamp(to_ms.min(day_start + DAY_MS)),
+                        CqlTimestamp(to_ms.min(day_start.saturating_add(DAY_MS))),
                         want,
                     ),
                 )
@@ -176,7 +178,10 @@ impl HistoryStore {
                     received_at: received_at.map_or(ts.0, |t| t.0),
                 });
             }
-            day_start += DAY_MS;
+            day_start = day_start.saturating_add(DAY_MS);
+            if day_start == i64::MAX {
+                break;
+            }
         }
         Ok(out)
     }
