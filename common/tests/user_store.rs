@@ -215,3 +215,38 @@ async fn a_full_friend_list_refuses_new_requests() {
         "nothing written for a refused request"
     );
 }
+
+#[tokio::test]
+async fn bulk_setup_writes_profiles_and_accepted_pairs_the_api_reads_back() {
+    let (store, _) = store().await;
+    let [a, b, c] = ids();
+    store
+        .bulk_create_profiles(&[a, b, c], 2)
+        .await
+        .expect("profiles");
+    for u in [a, b, c] {
+        let p = store.profile(u).await.expect("read").expect("created");
+        assert_eq!(p.name, u.to_string());
+        assert!(p.sharing);
+    }
+    store
+        .bulk_befriend(&[(a, b), (c, a)], 2)
+        .await
+        .expect("pairs");
+    let mut of_a = store.accepted_friends(a).await.expect("a");
+    of_a.sort_unstable();
+    let mut want = vec![b, c];
+    want.sort_unstable();
+    assert_eq!(of_a, want);
+    assert_eq!(states(&store, b).await, vec![(a, FriendState::Accepted)]);
+    assert_eq!(states(&store, c).await, vec![(a, FriendState::Accepted)]);
+    // The pair rows are the truth the state machine reads: asking again says "already friends".
+    assert_eq!(
+        store.request(b, a).await.expect("request"),
+        RequestOutcome::AlreadyFriends
+    );
+    assert!(matches!(
+        store.bulk_befriend(&[(a, a)], 1).await,
+        Err(Error::SelfFriendship)
+    ));
+}

@@ -119,6 +119,8 @@ enum Pair {
 #[derive(Debug)]
 pub struct UserStore {
     session: Session,
+    /// The keyspace the statements were prepared against (validated).
+    keyspace: String,
     insert_profile: PreparedStatement,
     get_profile: PreparedStatement,
     set_name: PreparedStatement,
@@ -218,6 +220,7 @@ impl UserStore {
             count_edges: prepare(format!(
                 "SELECT COUNT(*) FROM {ks}.friends_by_user WHERE user_id = ?"
             )).await?,
+            keyspace: ks.to_owned(),
             session,
         })
     }
@@ -486,6 +489,96 @@ impl UserStore {
             }
         }
         Ok(edges)
+    }
+
+    /// Bulk setup for benchmarks and load tests: creates a profile (name = the id, sharing on)
+    /// for each of `users` with plain inserts, at most `concurrency` in flight.
+    ///
+    /// **Only for ids that are new to the store** (a load generator's fresh random range): the
+    /// inserts are unconditional and overwrite whatever profile an id had, unlike
+    /// [`ensure_profile`](Self::ensure_profile)'s `IF NOT EXISTS`.
+    pub async fn bulk_create_profiles(&self, users: &[UserId], concurrency: usize) -> Result<()> {
+        use futures::StreamExt;
+        let ks = &self.keyspace;
+        let insert = self
+            .session
+            .prepare(format!(
+                "INSERT INTO {ks}.users (user_id, name, sharing, created_at) VALUES (?, ?, true, ?)"
+            ))
+            .await
+            .map_err(|e| Error::CqlPrepare(Box::new(e)))?;
+        let created = CqlTimestamp(now_ms());
+        // Bounded: enough writes in flight to keep the store busy, few enough not to time out.
+        let mut writes = futures::stream::iter(users)
+            .map(|&user| {
+                let insert = &insert;
+                async move {
+                    self.session
+                        .execute_unpaged(insert, (user, user.to_string(), created))
+                        .await
+                        .map_err(cql)
+                }
+            })
+            .buffer_unordered(concurrency.max(1));
+        while let Some(result) = writes.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Bulk setup for benchmarks and load tests: makes each of `pairs` accepted friends at once,
+    /// writing the `friend_pairs` row (`accepted`, asked by the first of the pair) and both
+    /// `friends_by_user` rows with plain inserts — no lightweight transaction, no friend cap, no
+    /// friendship event — at most `concurrency` pairs in flight.
+    ///
+    /// **Only for ids that are new to the store and pairs written once**: mixing these plain
+    /// writes with the lightweight transactions of [`request`](Self::request) and
+    /// [`remove`](Self::remove) on the same pairs is not safe (Paxos state would not see them),
+    /// and nothing announces the friendships, so they must exist before any fanout or gateway
+    /// reads these users (a fanout loads a user's friends when the user becomes active).
+    pub async fn bulk_befriend(
+        &self,
+        pairs: &[(UserId, UserId)],
+        concurrency: usize,
+    ) -> Result<()> {
+        use futures::StreamExt;
+        let ks = &self.keyspace;
+        let insert_pair = self
+            .session
+            .prepare(format!(
+                "INSERT INTO {ks}.friend_pairs (lo, hi, state, requested_by, updated_at) \
+                 VALUES (?, ?, 'accepted', ?, ?)"
+            ))
+            .await
+            .map_err(|e| Error::CqlPrepare(Box::new(e)))?;
+        let since = CqlTimestamp(now_ms());
+        // Bounded for the same reason as the profiles; each pair's three rows go at once.
+        let mut writes = futures::stream::iter(pairs)
+            .map(|&(a, b)| {
+                let insert_pair = &insert_pair;
+                async move {
+                    if a == b {
+                        return Err(Error::SelfFriendship);
+                    }
+                    let (lo, hi) = pair_key(a, b);
+                    let accepted = FriendState::Accepted.as_str();
+                    tokio::try_join!(
+                        self.session
+                            .execute_unpaged(insert_pair, (lo, hi, a, since)),
+                        self.session
+                            .execute_unpaged(&self.upsert_edge, (a, b, accepted, since)),
+                        self.session
+                            .execute_unpaged(&self.upsert_edge, (b, a, accepted, since)),
+                    )
+                    .map_err(cql)?;
+                    Ok(())
+                }
+            })
+            .buffer_unordered(concurrency.max(1));
+        while let Some(result) = writes.next().await {
+            result?;
+        }
+        Ok(())
     }
 
     /// The ids of `user`'s accepted friends.
