@@ -1,0 +1,135 @@
+//! The client side of the wire: tokens, a minimal HTTP/1.1 call, and WebSocket connections from
+//! a chosen 127.0.0.x source address (so many sockets do not exhaust one address's ports).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// A client socket.
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// How long one socket may take to connect and upgrade.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A token for `user`, signed with the deployment's HS256 secret, valid for `ttl`.
+pub fn token(secret: &str, user: i64, ttl: Duration) -> String {
+    nearby_common::auth::mint_hs256(secret.as_bytes(), user, ttl)
+}
+
+/// Wall clock, epoch microseconds.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A run's user ids: a random base far from small hand-made ids (and from other runs), to
+/// which each simulated person's index is added.
+pub fn user_base() -> i64 {
+    use rand::Rng;
+    rand::rng().random_range(1_000_000_000_000_i64..4_000_000_000_000_000_000)
+}
+
+/// A minimal HTTP/1.1 call (one request per connection, so every call is what a fresh client
+/// sends): status and body.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+        .await
+        .with_context(|| format!("connecting to {addr} timed out"))?
+        .with_context(|| format!("connecting to {addr}"))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+        .await
+        .with_context(|| format!("{method} {path}: no answer in 30 s"))??;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Ok((status, body))
+}
+
+/// `/readyz` of an admin port: its body; fails unless it answers 200.
+pub async fn ready(addr: SocketAddr, what: &str) -> anyhow::Result<String> {
+    let (status, body) = http(addr, "GET", "/readyz", None, "")
+        .await
+        .with_context(|| format!("{what} admin port {addr}: is the system running?"))?;
+    if status != 200 {
+        bail!("{what} at {addr} is not ready: {status} {body}");
+    }
+    Ok(body.trim().to_owned())
+}
+
+/// The `i`-th source address of a run: `first`, then the next address every `per_source`
+/// sockets (127.0.0.2, 127.0.0.3, ...).
+pub fn source_for(first: Ipv4Addr, per_source: usize, i: usize) -> Ipv4Addr {
+    let step = u32::try_from(i / per_source.max(1)).unwrap_or(u32::MAX);
+    Ipv4Addr::from(u32::from(first).saturating_add(step))
+}
+
+/// A WebSocket to `gateway`'s `/v1/ws` from `source` (port chosen by the kernel), with the
+/// token in the query; the whole handshake within [`CONNECT_TIMEOUT`].
+pub async fn connect_from(
+    source: Ipv4Addr,
+    gateway: SocketAddr,
+    token: &str,
+) -> anyhow::Result<Ws> {
+    let connect = async {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind(SocketAddr::new(source.into(), 0))
+            .with_context(|| format!("bind {source}"))?;
+        let stream = socket.connect(gateway).await.context("connect")?;
+        stream.set_nodelay(true)?;
+        let url = format!("ws://{gateway}/v1/ws?access_token={token}");
+        // tungstenite's default 128 KiB read buffer would make this client, not the gateway,
+        // the memory hog; frames here are small.
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+            .await
+            .context("upgrade")?;
+        anyhow::Ok(ws)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no handshake within {CONNECT_TIMEOUT:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_advance_every_per_source_sockets() {
+        let first = Ipv4Addr::new(127, 0, 0, 2);
+        assert_eq!(source_for(first, 5_000, 0), first);
+        assert_eq!(source_for(first, 5_000, 4_999), first);
+        assert_eq!(source_for(first, 5_000, 5_000), Ipv4Addr::new(127, 0, 0, 3));
+        assert_eq!(
+            source_for(first, 5_000, 12_000),
+            Ipv4Addr::new(127, 0, 0, 4)
+        );
+    }
+}
