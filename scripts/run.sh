@@ -13,11 +13,13 @@ eval "$(bash stack/stack.sh env)"
 
 echo "--- run.sh: building"
 cargo build --release --locked --bins
+# Where cargo put them (CARGO_TARGET_DIR, when set, moves the target directory).
+bin=${CARGO_TARGET_DIR:-target}/release
 
 gateway_id=${NEARBY_GATEWAY_ID:-gw-1}
 echo "--- run.sh: CQL schema and topics"
-./target/release/nearby-admin schema create
-./target/release/nearby-admin topics create --gateway "$gateway_id"
+"$bin"/nearby-admin schema create
+"$bin"/nearby-admin topics create --gateway "$gateway_id"
 
 # Each socket is a file descriptor: let the gateway hold tens of thousands (best effort).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -34,11 +36,11 @@ stop() {
 }
 trap stop EXIT INT TERM
 
-./target/release/nearby-fanout >"$logs/fanout.log" 2>&1 &
+"$bin"/nearby-fanout >"$logs/fanout.log" 2>&1 &
 pids+=($!)
-./target/release/nearby-history-sink >"$logs/history-sink.log" 2>&1 &
+"$bin"/nearby-history-sink >"$logs/history-sink.log" 2>&1 &
 pids+=($!)
-NEARBY_GATEWAY_ID=$gateway_id ./target/release/nearby-gateway >"$logs/gateway.log" 2>&1 &
+NEARBY_GATEWAY_ID=$gateway_id "$bin"/nearby-gateway >"$logs/gateway.log" 2>&1 &
 pids+=($!)
 
 for url in http://127.0.0.1:9081/readyz http://127.0.0.1:9080/readyz http://127.0.0.1:9082/healthz; do

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The benchmark command: runs the default load scenario end to end and writes its JSON result
+# and SVG plot under target/loadgen/ (see docs/PERFORMANCE.md).
+#
+#   scripts/bench.sh                      # the default scenario
+#   scripts/bench.sh --duration 60s ...   # extra flags go to `nearby-loadgen run` (later wins)
+#
+# If a system already answers on the usual admin ports (9080 gateway, 9081 fanout, 9082 history
+# sink), it is measured as it is. Otherwise scripts/run.sh is started in the background (stack,
+# schema, topics, the three services), the load runs once everything is ready, and afterwards
+# the run.sh this script started is stopped by its pid (its services with it; the stack of
+# Kafka, Cassandra and Redis stays up: `stack/stack.sh down` stops it).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bin=${CARGO_TARGET_DIR:-target}/release
+
+# The default scenario: 2,000 people with 50 friends each on average (clustered: about half of
+# the pairs within 5 miles), each reporting every 5 s (± 10 %) for 2 minutes.
+scenario=(--scenario default --people 2000 --degree 50 --interval 5s --duration 120s --drain 5s)
+
+ready() {
+    curl -fsS http://127.0.0.1:9081/readyz >/dev/null 2>&1 &&
+        curl -fsS http://127.0.0.1:9080/readyz >/dev/null 2>&1 &&
+        curl -fsS http://127.0.0.1:9082/readyz >/dev/null 2>&1
+}
+
+started=""
+stop() {
+    if [[ -n $started ]]; then
+        echo "--- bench.sh: stopping the run.sh it started (pid $started)"
+        kill -TERM "$started" 2>/dev/null || true
+        for _ in $(seq 1 60); do
+            kill -0 "$started" 2>/dev/null || break
+            sleep 0.5
+        done
+    fi
+}
+trap stop EXIT INT TERM
+
+if ready; then
+    echo "--- bench.sh: measuring the system already running"
+    cargo build --release --locked -p nearby-loadgen
+else
+    logs=${NEARBY_STACK_DIR:-$root/.stack}/logs
+    mkdir -p "$logs"
+    echo "--- bench.sh: starting scripts/run.sh (log $logs/bench-run.log)"
+    setsid bash scripts/run.sh >"$logs/bench-run.log" 2>&1 &
+    started=$!
+    # run.sh builds first: a cold release build takes minutes, a warm one seconds.
+    for _ in $(seq 1 1800); do
+        ready && break
+        kill -0 "$started" 2>/dev/null || { echo "bench.sh: run.sh ended; see $logs/bench-run.log" >&2; exit 1; }
+        sleep 1
+    done
+    ready || { echo "bench.sh: the system never became ready; see $logs/bench-run.log" >&2; exit 1; }
+fi
+
+# Each socket is a file descriptor.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+"$bin"/nearby-loadgen run "${scenario[@]}" "$@"
