@@ -272,62 +272,14 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// /proc
+// /proc (the readings are shared with the load generator: `nearby_loadgen::procfs`)
 
-/// A `Vm*` line of /proc/PID/status, in KiB.
-fn vm_kib(pid: &str, field: &str) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .with_context(|| format!("no {field} in {path}"))
-}
+use nearby_loadgen::procfs::{cpu_secs, machine_ticks, nofile, parse_limit, raise_nofile, vm_kib};
 
-/// The open-file limit (soft, hard) of a process, from /proc/PID/limits.
-fn nofile(pid: &str) -> Option<(String, String)> {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let mut words = line["Max open files".len()..].split_whitespace();
-    Some((words.next()?.to_owned(), words.next()?.to_owned()))
-}
-
-/// CPU time a process has used (user + system), seconds, from /proc/PID/stat (USER_HZ = 100,
-/// as on every mainstream Linux).
-#[allow(clippy::cast_precision_loss)]
-fn cpu_secs(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
-}
-
-/// The machine's CPU ticks so far: (busy, total), from the `cpu` line of /proc/stat.
-fn machine_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|t| t.parse().ok())
-        .collect();
-    let total: u64 = ticks.iter().take(8).sum();
-    // idle and iowait are the 4th and 5th.
-    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
-}
-
-/// How busy the whole machine was between two `machine_ticks` readings, percent of all cores.
-#[allow(clippy::cast_precision_loss)]
+/// How busy the whole machine was since a `machine_ticks` reading, percent of all cores.
 fn busy_percent(before: Option<(u64, u64)>) -> String {
-    match (before, machine_ticks()) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-            format!("{:.0}%", (b1 - b0) as f64 * 100.0 / (t1 - t0) as f64)
-        }
-        _ => "?".to_owned(),
-    }
+    nearby_loadgen::procfs::busy_share(before)
+        .map_or("?".to_owned(), |b| format!("{:.0}%", b * 100.0))
 }
 
 /// Open file descriptors of a process.
@@ -335,60 +287,9 @@ fn open_fds(pid: &str) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
-fn parse_limit(s: &str) -> u64 {
-    if s == "unlimited" {
-        u64::MAX
-    } else {
-        s.parse().unwrap_or(0)
-    }
-}
-
-/// Raises this process's soft open-file limit to `want` (or the hard limit, if lower; as root,
-/// the hard limit too). The workspace forbids `unsafe`, so no setrlimit(2): `prlimit(1)` does it.
-fn raise_nofile(want: u64) {
-    let me = std::process::id().to_string();
-    let Some((soft, hard)) = nofile(&me) else {
-        return;
-    };
-    let (soft, hard) = (parse_limit(&soft), parse_limit(&hard));
-    if soft >= want {
-        return;
-    }
-    for (new_soft, new_hard) in [(want, hard.max(want)), (hard.min(want), hard)] {
-        let hard_s = if new_hard == u64::MAX {
-            "unlimited".to_owned()
-        } else {
-            new_hard.to_string()
-        };
-        let ok = std::process::Command::new("prlimit")
-            .args(["--pid", &me, &format!("--nofile={new_soft}:{hard_s}")])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return;
-        }
-    }
-    eprintln!("measure: could not raise the open-file limit from {soft} to {want} (prlimit)");
-}
-
 /// The one process named `nearby-gateway`.
 fn find_gateway_pid() -> anyhow::Result<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if std::fs::read_to_string(entry.path().join("comm"))
-            .is_ok_and(|c| c.trim() == "nearby-gateway")
-        {
-            found.push(pid);
-        }
-    }
-    match found.as_slice() {
-        [pid] => Ok(*pid),
-        [] => bail!("no nearby-gateway process: give --gateway-pid"),
-        many => bail!("several nearby-gateway processes {many:?}: give --gateway-pid"),
-    }
+    nearby_loadgen::procfs::pid_named("nearby-gateway").context("give --gateway-pid")
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -462,7 +363,7 @@ async fn idle(target: &Target, args: &IdleArgs) -> anyhow::Result<()> {
     }
     .to_string();
     let me = std::process::id().to_string();
-    raise_nofile(n as u64 + 1024);
+    let _ = raise_nofile(n as u64 + 1024);
     let (my_soft, my_hard) = nofile(&me).unwrap_or_default();
     let (gw_soft, gw_hard) = nofile(&pid).unwrap_or_default();
     let sources = n.div_ceil(args.per_source.max(1)).max(1);
