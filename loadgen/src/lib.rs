@@ -4,6 +4,7 @@
 //! [`run`], the run against a running system (with [`setup`] of its people, the client side in
 //! [`net`], readings of [`procfs`] and consumer [`lag`], [`stats`] and the [`plot`]).
 
+pub mod baseline;
 pub mod lag;
 pub mod net;
 pub mod plot;

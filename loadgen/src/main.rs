@@ -19,9 +19,9 @@ enum Command {
     /// Drives a running system (`scripts/run.sh`): sets up the city's people and friendships,
     /// opens a WebSocket each, reports every `--interval` and times every delivery.
     Run(Box<nearby_loadgen::run::RunArgs>),
-    // The Redis Pub/Sub baseline goes here, the same shape:
-    //     Baseline(Box<nearby_loadgen::baseline::BaselineArgs>),
-    // with its arm in `main` below.
+    /// The original design's routing layer on the same city: per-user Redis Pub/Sub channels,
+    /// subscribers filtering by distance; counts deliveries per CPU-second of Redis + servers.
+    Baseline(Box<nearby_loadgen::baseline::BaselineArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +35,31 @@ fn main() -> anyhow::Result<()> {
                 city.mean_degree(),
                 100.0 * city.share_within(nearby_common::geo::NEARBY_RADIUS_M)
             );
+            Ok(())
+        }
+        Command::Baseline(args) => {
+            let r = nearby_loadgen::baseline::run(&args)?;
+            println!(
+                "baseline: {} people, {} reports ({:.0}/s), {} received, {} delivered after the \
+                 distance filter; CPU s: redis {:.2}, servers {:.2} (publisher {:.2}, not counted)",
+                r.people,
+                r.published,
+                r.published as f64 / r.seconds,
+                r.received,
+                r.delivered,
+                r.redis_cpu_s,
+                r.subscriber_cpu_s,
+                r.publisher_cpu_s
+            );
+            println!(
+                "delivered per CPU-second (redis + servers): {:.0}; latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+                r.delivered_per_cpu_s,
+                r.latency_ms.p50,
+                r.latency_ms.p90,
+                r.latency_ms.p99,
+                r.latency_ms.max
+            );
+            println!("wrote {}", args.out.join("baseline.json").display());
             Ok(())
         }
         Command::Run(args) => {

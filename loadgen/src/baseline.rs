@@ -1,0 +1,414 @@
+//! The baseline: the original design's routing layer, driven by the same simulated people.
+//! Each person's report is `PUBLISH`ed to their own Redis channel; each WebSocket-server
+//! stand-in holds one pub/sub connection subscribed to the channels of its users' friends,
+//! and for every message checks each local friend's distance — the subscriber-side filter of
+//! the original design — counting what passes as a delivery.
+//!
+//! Costs are read from /proc: Redis's CPU, and the harness's own threads separately (the
+//! publisher stands in for the phones and is not counted as routing; the subscriber thread is
+//! the servers' routing work). Not a product mode: a bench-only harness.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use rand::Rng;
+use serde::Serialize;
+
+use crate::sim::{City, CityConfig};
+
+/// What the baseline run does.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BaselineArgs {
+    /// The simulated city (the same flags as the real run, so both see the same people).
+    #[command(flatten)]
+    pub city: CityConfig,
+    /// Seconds between one person's reports.
+    #[arg(long, default_value_t = 30.0)]
+    pub interval: f64,
+    /// Seconds to publish for.
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// WebSocket-server stand-ins (one pub/sub connection each; people spread over them).
+    #[arg(long, default_value_t = 2)]
+    pub servers: usize,
+    /// The distance filter, metres.
+    #[arg(long, default_value_t = nearby_common::geo::NEARBY_RADIUS_M)]
+    pub radius_m: f64,
+    /// Redis to use.
+    #[arg(
+        long,
+        env = "NEARBY_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis_url: String,
+    /// The Redis server's process id (default: the `redis-server` listening on the URL's port).
+    #[arg(long)]
+    pub redis_pid: Option<u32>,
+    /// Where to write `baseline.json`.
+    #[arg(long, default_value = "target/loadgen")]
+    pub out: PathBuf,
+}
+
+/// What the baseline measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineResult {
+    /// People simulated and their friends on average.
+    pub people: usize,
+    /// Friends per person on average.
+    pub mean_degree: f64,
+    /// Seconds published.
+    pub seconds: f64,
+    /// Reports published.
+    pub published: u64,
+    /// Messages Redis delivered to the subscriber connections (before the distance filter).
+    pub received: u64,
+    /// Messages that passed the distance filter (what a client would be sent).
+    pub delivered: u64,
+    /// CPU seconds of Redis during the run.
+    pub redis_cpu_s: f64,
+    /// CPU seconds of the subscriber side (the servers' routing and filtering).
+    pub subscriber_cpu_s: f64,
+    /// CPU seconds of the publisher side (the phones' stand-in; not routing).
+    pub publisher_cpu_s: f64,
+    /// Delivered messages per CPU-second of the routing layer (Redis + subscribers).
+    pub delivered_per_cpu_s: f64,
+    /// Publish → filtered receipt, ms.
+    pub latency_ms: Percentiles,
+}
+
+/// Latency percentiles, ms.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: usize,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `samples`.
+    pub fn of(mut samples: Vec<f64>) -> Percentiles {
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            if samples.is_empty() {
+                return f64::NAN;
+            }
+            let rank = (q * samples.len() as f64).ceil() as usize;
+            samples[rank.clamp(1, samples.len()) - 1]
+        };
+        Percentiles {
+            count: samples.len(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: samples.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// Wall clock, epoch µs.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// CPU seconds (user + system) from a `/proc/.../stat` file.
+fn cpu_seconds(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    // Linux reports clock ticks of 1/100 s on every platform this runs on (USER_HZ).
+    Some((utime + stime) / 100.0)
+}
+
+/// The process id of the `redis-server` listening on `port`.
+fn find_redis(port: u16) -> Option<u32> {
+    let want = format!(":{port}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
+        (comm.trim() == "redis-server" && cmdline.contains(&want)).then_some(pid)
+    })
+}
+
+/// Positions as the servers know them (each server hears its own users' reports), shared
+/// lock-free between the publishing and the subscribing thread: f64 bits in atomics.
+struct Positions(Vec<(AtomicU64, AtomicU64)>);
+
+impl Positions {
+    fn set(&self, i: usize, (lat, lon): (f64, f64)) {
+        self.0[i].0.store(lat.to_bits(), Ordering::Relaxed);
+        self.0[i].1.store(lon.to_bits(), Ordering::Relaxed);
+    }
+    fn get(&self, i: usize) -> (f64, f64) {
+        (
+            f64::from_bits(self.0[i].0.load(Ordering::Relaxed)),
+            f64::from_bits(self.0[i].1.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+/// What the subscriber thread counted.
+#[derive(Debug, Default)]
+struct Received {
+    received: u64,
+    delivered: u64,
+    latencies_ms: Vec<f64>,
+    cpu_s: f64,
+}
+
+/// Runs the baseline and writes `baseline.json` into `args.out`.
+pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
+    let city = City::new(&args.city);
+    let n = city.len();
+    anyhow::ensure!(n > 1 && args.servers > 0, "need people and servers");
+    let client = redis::Client::open(args.redis_url.as_str())?;
+    let port = client.get_connection_info().addr().to_string();
+    let port: u16 = port
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(6379);
+    let redis_pid = args
+        .redis_pid
+        .or_else(|| find_redis(port))
+        .context("no redis-server process found: pass --redis-pid")?;
+    // Channels of this run only: other runs and tests share the Redis.
+    let prefix = format!("bench:{:08x}:loc:", rand::rng().random::<u32>());
+    let positions = Arc::new(Positions(
+        (0..n)
+            .map(|i| {
+                let (lat, lon) = city.position(i);
+                (AtomicU64::new(lat.to_bits()), AtomicU64::new(lon.to_bits()))
+            })
+            .collect(),
+    ));
+    let friends: Vec<Vec<u32>> = (0..n).map(|i| city.friends(i).to_vec()).collect();
+    let mean_degree = city.mean_degree();
+
+    // The subscriber thread: every server's connection, subscribed before anything is sent.
+    let subscribed = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let subscriber = std::thread::spawn({
+        let (client, prefix, positions) = (client.clone(), prefix.clone(), positions.clone());
+        let (subscribed, stop) = (subscribed.clone(), stop.clone());
+        let (servers, radius_m) = (args.servers, args.radius_m);
+        move || -> anyhow::Result<Received> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let cpu0 = cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0);
+            let mut out = rt.block_on(subscribe_and_filter(
+                &client,
+                &prefix,
+                &friends,
+                servers,
+                radius_m,
+                &positions,
+                &subscribed,
+                &stop,
+            ))?;
+            out.cpu_s = cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0) - cpu0;
+            Ok(out)
+        }
+    });
+    while !subscribed.load(Ordering::Acquire) {
+        if subscriber.is_finished() {
+            return Err(subscriber
+                .join()
+                .map_err(|_| anyhow::anyhow!("subscriber panicked"))?
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("subscriber ended")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The publisher: this thread, standing in for the phones.
+    let redis0 = cpu_seconds(&format!("/proc/{redis_pid}/stat")).unwrap_or(0.0);
+    let pub_cpu0 = cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0);
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let published = rt.block_on(publish(args, city, &client, &prefix, &positions))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let publisher_cpu_s = cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0) - pub_cpu0;
+    // Let the last messages arrive, then stop the subscribers.
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Release);
+    let received = subscriber
+        .join()
+        .map_err(|_| anyhow::anyhow!("subscriber panicked"))??;
+    let redis_cpu_s = cpu_seconds(&format!("/proc/{redis_pid}/stat")).unwrap_or(0.0) - redis0;
+
+    let routing_cpu = redis_cpu_s + received.cpu_s;
+    let result = BaselineResult {
+        people: n,
+        mean_degree,
+        seconds,
+        published,
+        received: received.received,
+        delivered: received.delivered,
+        redis_cpu_s,
+        subscriber_cpu_s: received.cpu_s,
+        publisher_cpu_s,
+        delivered_per_cpu_s: received.delivered as f64 / routing_cpu.max(1e-9),
+        latency_ms: Percentiles::of(received.latencies_ms),
+    };
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(
+        args.out.join("baseline.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
+    Ok(result)
+}
+
+/// Subscribes each server to its users' friends' channels, then counts and filters messages
+/// until `stop`.
+#[allow(clippy::too_many_arguments)]
+async fn subscribe_and_filter(
+    client: &redis::Client,
+    prefix: &str,
+    friends: &[Vec<u32>],
+    servers: usize,
+    radius_m: f64,
+    positions: &Positions,
+    subscribed: &AtomicBool,
+    stop: &AtomicBool,
+) -> anyhow::Result<Received> {
+    let mut streams = Vec::new();
+    // Each server: channel (publisher index) → its local users who are that person's friends.
+    let mut locals: Vec<HashMap<u32, Vec<u32>>> = vec![HashMap::new(); servers];
+    for (user, list) in friends.iter().enumerate() {
+        let server = user % servers;
+        for &f in list {
+            locals[server].entry(f).or_default().push(user as u32);
+        }
+    }
+    for map in &locals {
+        let (mut sink, stream) = client.get_async_pubsub().await?.split();
+        let channels: Vec<String> = map.keys().map(|f| format!("{prefix}{f}")).collect();
+        for chunk in channels.chunks(1_000) {
+            sink.subscribe(chunk).await?;
+        }
+        // The sink must live as long as the stream reads.
+        streams.push((sink, stream));
+    }
+    subscribed.store(true, Ordering::Release);
+
+    let mut out = Received::default();
+    let mut merged = futures::stream::select_all(
+        streams
+            .iter_mut()
+            .enumerate()
+            .map(|(server, (_, stream))| stream.map(move |m| (server, m))),
+    );
+    loop {
+        let next = tokio::time::timeout(Duration::from_millis(100), merged.next()).await;
+        let Ok(Some((server, msg))) = next else {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            continue;
+        };
+        out.received += 1;
+        let Some(sender) = msg
+            .get_channel_name()
+            .strip_prefix(prefix)
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Payload: "lat,lon,send_us".
+        let payload = std::str::from_utf8(msg.get_payload_bytes()).unwrap_or("");
+        let mut parts = payload.split(',');
+        let (Some(Ok(lat)), Some(Ok(lon)), Some(Ok(sent))) = (
+            parts.next().map(str::parse::<f64>),
+            parts.next().map(str::parse::<f64>),
+            parts.next().map(str::parse::<u64>),
+        ) else {
+            continue;
+        };
+        let Some(local) = locals[server].get(&sender) else {
+            continue;
+        };
+        let now = now_us();
+        for &user in local {
+            let (ulat, ulon) = positions.get(user as usize);
+            if nearby_common::geo::haversine_m(lat, lon, ulat, ulon) <= radius_m {
+                out.delivered += 1;
+                out.latencies_ms
+                    .push(now.saturating_sub(sent) as f64 / 1000.0);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Publishes every person's report every `interval` (spread evenly, with jitter) for
+/// `duration`; returns how many were published.
+async fn publish(
+    args: &BaselineArgs,
+    mut city: City,
+    client: &redis::Client,
+    prefix: &str,
+    positions: &Positions,
+) -> anyhow::Result<u64> {
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let n = city.len();
+    let mut rng = rand::rng();
+    // Each person's next report time (s from the start), spread over the first interval.
+    let mut due: Vec<f64> = (0..n)
+        .map(|i| args.interval * i as f64 / n as f64)
+        .collect();
+    let mut last: Vec<f64> = vec![0.0; n];
+    let started = Instant::now();
+    let mut published = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        tick.tick().await;
+        let t = started.elapsed().as_secs_f64();
+        if t >= args.duration {
+            break;
+        }
+        let mut pipe = redis::pipe();
+        let mut count = 0;
+        for i in 0..n {
+            if due[i] > t {
+                continue;
+            }
+            let at = city.step(i, t - last[i]);
+            last[i] = t;
+            positions.set(i, at);
+            let jitter = rng.random_range(-0.1..0.1) * args.interval;
+            due[i] = t + (args.interval + jitter).max(1.0);
+            pipe.publish(
+                format!("{prefix}{i}"),
+                format!("{},{},{}", at.0, at.1, now_us()),
+            )
+            .ignore();
+            count += 1;
+        }
+        if count > 0 {
+            // One round trip per tick: publishing is not what is measured.
+            pipe.query_async::<()>(&mut conn).await?;
+            published += count;
+        }
+    }
+    Ok(published)
+}

@@ -1,0 +1,35 @@
+//! The Redis Pub/Sub baseline runs against the real Redis on a small city (a smoke test: no
+//! thresholds, figures belong in docs/PERFORMANCE.md).
+
+use clap::Parser;
+use nearby_loadgen::baseline::{self, BaselineArgs};
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: BaselineArgs,
+}
+
+#[test]
+fn the_baseline_publishes_filters_and_counts() {
+    let out = std::env::temp_dir().join(format!("loadgen-baseline-{}", std::process::id()));
+    let cli = Cli::parse_from([
+        "baseline",
+        "--people=300",
+        "--degree=20",
+        "--side-km=20",
+        "--interval=1",
+        "--duration=4",
+        &format!("--out={}", out.display()),
+    ]);
+    let r = baseline::run(&cli.args).expect("baseline runs");
+    println!("{}", serde_json::to_string_pretty(&r).unwrap());
+    // Everyone reported about every second for four seconds.
+    assert!(r.published >= 300 * 3, "{r:?}");
+    // Redis fanned each report out to the servers holding a friend, and the filter let some
+    // (not all) through.
+    assert!(r.received >= r.published, "{r:?}");
+    assert!(r.delivered > 0 && r.delivered < r.published * 20, "{r:?}");
+    assert!(r.latency_ms.count as u64 == r.delivered);
+    assert!(out.join("baseline.json").exists());
+}
