@@ -207,7 +207,10 @@ async fn read_socket(
         let text = match msg {
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                c.closed.fetch_add(1, Ordering::Relaxed);
+                // The answer to our own close at the end is not an early close.
+                if !*stop.borrow() {
+                    c.closed.fetch_add(1, Ordering::Relaxed);
+                }
                 break;
             }
             Some(Ok(_)) => continue,
