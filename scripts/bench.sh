@@ -18,7 +18,9 @@ bin=${CARGO_TARGET_DIR:-target}/release
 
 # The default scenario: 2,000 people with 50 friends each on average (clustered: about half of
 # the pairs within 5 miles), each reporting every 5 s (± 10 %) for 2 minutes.
-scenario=(--scenario default --people 2000 --degree 50 --interval 5s --duration 120s --drain 5s)
+city=(--people 2000 --degree 50)
+timing=(--interval 5s --duration 120s)
+scenario=(--scenario default "${city[@]}" "${timing[@]}" --drain 5s)
 
 ready() {
     curl -fsS http://127.0.0.1:9081/readyz >/dev/null 2>&1 &&
@@ -60,3 +62,8 @@ fi
 # Each socket is a file descriptor.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$bin"/nearby-loadgen run "${scenario[@]}" "$@"
+
+# The baseline in the same run, on the same city and report rate: the original design's Redis
+# Pub/Sub routing (see docs/PERFORMANCE.md). Its JSON goes next to the run's.
+echo "--- bench.sh: the Redis Pub/Sub baseline on the same city"
+"$bin"/nearby-loadgen baseline "${city[@]}" "${timing[@]}" --out target/loadgen

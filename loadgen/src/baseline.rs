@@ -27,12 +27,12 @@ pub struct BaselineArgs {
     /// The simulated city (the same flags as the real run, so both see the same people).
     #[command(flatten)]
     pub city: CityConfig,
-    /// Seconds between one person's reports.
-    #[arg(long, default_value_t = 30.0)]
-    pub interval: f64,
-    /// Seconds to publish for.
-    #[arg(long, default_value_t = 60.0)]
-    pub duration: f64,
+    /// Time between one person's reports (as the real run's `--interval`).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// How long to publish for (as the real run's `--duration`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
     /// WebSocket-server stand-ins (one pub/sub connection each; people spread over them).
     #[arg(long, default_value_t = 2)]
     pub servers: usize,
@@ -373,9 +373,8 @@ async fn publish(
     let n = city.len();
     let mut rng = rand::rng();
     // Each person's next report time (s from the start), spread over the first interval.
-    let mut due: Vec<f64> = (0..n)
-        .map(|i| args.interval * i as f64 / n as f64)
-        .collect();
+    let (interval, duration) = (args.interval.as_secs_f64(), args.duration.as_secs_f64());
+    let mut due: Vec<f64> = (0..n).map(|i| interval * i as f64 / n as f64).collect();
     let mut last: Vec<f64> = vec![0.0; n];
     let started = Instant::now();
     let mut published = 0u64;
@@ -383,7 +382,7 @@ async fn publish(
     loop {
         tick.tick().await;
         let t = started.elapsed().as_secs_f64();
-        if t >= args.duration {
+        if t >= duration {
             break;
         }
         let mut pipe = redis::pipe();
@@ -395,8 +394,8 @@ async fn publish(
             let at = city.step(i, t - last[i]);
             last[i] = t;
             positions.set(i, at);
-            let jitter = rng.random_range(-0.1..0.1) * args.interval;
-            due[i] = t + (args.interval + jitter).max(1.0);
+            let jitter = rng.random_range(-0.1..0.1) * interval;
+            due[i] = t + (interval + jitter).max(1.0);
             pipe.publish(
                 format!("{prefix}{i}"),
                 format!("{},{},{}", at.0, at.1, now_us()),

@@ -18,8 +18,8 @@ fn the_baseline_publishes_filters_and_counts() {
         "--people=300",
         "--degree=20",
         "--side-km=20",
-        "--interval=1",
-        "--duration=4",
+        "--interval=1s",
+        "--duration=4s",
         &format!("--out={}", out.display()),
     ]);
     let r = baseline::run(&cli.args).expect("baseline runs");
