@@ -205,7 +205,7 @@ async fn http(
     http_with(addr, method, path, token, "").await
 }
 
-/// [`http`] with a JSON request body.
+/// [`http`] with a JSON request body (the load generator's client: one request per connection).
 async fn http_with(
     addr: SocketAddr,
     method: &str,
@@ -213,31 +213,7 @@ async fn http_with(
     token: Option<&str>,
     body: &str,
 ) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
-        .await
-        .with_context(|| format!("connecting to {addr} timed out"))?
-        .with_context(|| format!("connecting to {addr}"))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
-        .await
-        .with_context(|| format!("{method} {path}: no answer in 30 s"))??;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Ok((status, body))
+    nearby_loadgen::net::http(addr, method, path, token, body).await
 }
 
 /// `/readyz` of an admin port; fails unless it answers 200.
