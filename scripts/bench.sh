@@ -25,7 +25,7 @@ scenario=(--scenario default "${city[@]}" "${timing[@]}" --drain 5s)
 ready() {
     curl -fsS http://127.0.0.1:9081/readyz >/dev/null 2>&1 &&
         curl -fsS http://127.0.0.1:9080/readyz >/dev/null 2>&1 &&
-        curl -fsS http://127.0.0.1:9082/readyz >/dev/null 2>&1
+        curl -fsS http://127.0.0.1:9082/healthz >/dev/null 2>&1 # the sink's /readyz waits for a first record
 }
 
 started=""
