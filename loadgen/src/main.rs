@@ -17,7 +17,9 @@ enum Command {
     /// Describes the simulated city: people, friends, the share of pairs within 5 miles.
     City(nearby_loadgen::sim::CityConfig),
     /// Drives a running system (`scripts/run.sh`): sets up the city's people and friendships,
-    /// opens a WebSocket each, reports every `--interval` and times every delivery.
+    /// opens a WebSocket each, reports every `--interval` and times every delivery. A flag
+    /// given twice takes its last value (so `scripts/bench.sh --interval 30s` overrides).
+    #[command(args_override_self = true)]
     Run(Box<nearby_loadgen::run::RunArgs>),
     /// The original design's routing layer on the same city: per-user Redis Pub/Sub channels,
     /// subscribers filtering by distance; counts deliveries per CPU-second of Redis + servers.
