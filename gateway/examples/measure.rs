@@ -36,11 +36,10 @@ use clap::{Args, Parser, Subcommand};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use serde_json::{Value, json};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 /// Metres per degree of latitude (the haversine radius the project uses).
@@ -287,24 +286,6 @@ struct IdleStats {
     pings: AtomicU64,
 }
 
-async fn connect_from(source: Ipv4Addr, gateway: SocketAddr, token: &str) -> anyhow::Result<Ws> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket
-        .bind(SocketAddr::new(source.into(), 0))
-        .with_context(|| format!("bind {source}"))?;
-    let stream = socket.connect(gateway).await.context("connect")?;
-    stream.set_nodelay(true)?;
-    let url = format!("ws://{gateway}/v1/ws?access_token={token}");
-    // tungstenite's default 128 KiB read buffer would make this client, not the gateway, the
-    // memory hog; idle sockets read only pings.
-    let config = WebSocketConfig::default().read_buffer_size(4096);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-        .await
-        .context("upgrade")?;
-    Ok(ws)
-}
-
 /// Keeps one idle socket: reads it (which answers pings) until told to close.
 async fn hold(mut ws: Ws, stop: CancellationToken, stats: Arc<IdleStats>) {
     loop {
@@ -379,11 +360,12 @@ async fn idle(target: &Target, args: &IdleArgs) -> anyhow::Result<()> {
             let gateway = target.gateway;
             async move {
                 // A gateway out of file descriptors leaves sockets in its backlog, unanswered.
-                tokio::time::timeout(CONNECT_TIMEOUT, connect_from(source, gateway, &token))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!("no handshake within {CONNECT_TIMEOUT:?}"))
-                    })
+                tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    nearby_loadgen::net::connect_from(source, gateway, &token),
+                )
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("no handshake within {CONNECT_TIMEOUT:?}")))
             }
         })
         .buffer_unordered(args.concurrency.max(1));
