@@ -2,6 +2,8 @@
 //! SIGKILL three times and restarted, and Cassandra is stopped and started once; afterwards
 //! every accepted report is in `location_history` exactly once — none missing, none extra.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use nearby_common::history::HistoryStore;
 use nearby_ingest::{Ingest, IngestConfig, Report, ReportOptions, ValidationLimits};
+use support::{brokers, location_topic, nodes, unique};
 use tokio::sync::Mutex;
 
 const USERS: i64 = 100;
@@ -21,13 +24,6 @@ const RATE: u64 = 100;
 
 /// Accepted reports: (user, ts) → (lat, lon).
 type Reports = BTreeMap<(i64, i64), (f64, f64)>;
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -99,22 +95,9 @@ fn stack(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_report_is_kept_exactly_once_through_kills_and_a_cassandra_restart() {
-    let brokers = std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or("127.0.0.1:9092".into());
-    let nodes = std::env::var("NEARBY_CQL_NODES").unwrap_or("127.0.0.1:9042".into());
+    let (brokers, nodes) = (brokers(), nodes());
     let (prefix, keyspace, group) = (unique("test."), unique("test_hist_"), unique("test-sink-"));
-    let topic = format!("{prefix}.location-updates");
-    let admin = nearby_common::kafka::admin_client(&brokers).unwrap();
-    nearby_common::kafka::ensure_topics(
-        &admin,
-        &[nearby_common::kafka::TopicSpec {
-            name: topic.clone(),
-            partitions: 3,
-            replication: 1,
-            retention: Duration::from_secs(3600),
-        }],
-    )
-    .await
-    .unwrap();
+    let topic = location_topic(&brokers, &prefix, 3).await;
     let log = std::env::temp_dir().join(format!("{group}.log"));
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -2,6 +2,8 @@
 //! sink's group back, the sink reads the records since then again and rewrites them — the same
 //! rows, none new — and finishes at the end of the topic.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,17 +15,11 @@ use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use support::{brokers, location_topic, nodes, unique};
 use tokio_util::sync::CancellationToken;
 
 const USERS: i64 = 20;
 const HALF: i64 = 100;
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
 
 struct Env {
     brokers: String,
@@ -95,24 +91,13 @@ impl Env {
 #[tokio::test]
 async fn replaying_history_rewrites_the_same_rows_and_finishes() {
     let env = Env {
-        brokers: std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or("127.0.0.1:9092".into()),
-        nodes: std::env::var("NEARBY_CQL_NODES").unwrap_or("127.0.0.1:9042".into()),
+        brokers: brokers(),
+        nodes: nodes(),
         prefix: unique("test."),
         keyspace: unique("test_hist_"),
         group: unique("test-sink-"),
     };
-    let admin = nearby_common::kafka::admin_client(&env.brokers).unwrap();
-    nearby_common::kafka::ensure_topics(
-        &admin,
-        &[nearby_common::kafka::TopicSpec {
-            name: env.topic(),
-            partitions: 3,
-            replication: 1,
-            retention: Duration::from_secs(3600),
-        }],
-    )
-    .await
-    .unwrap();
+    location_topic(&env.brokers, &env.prefix, 3).await;
 
     // Two halves, produced a second apart: the replay starts between them.
     let producer: FutureProducer = nearby_common::kafka::producer_config(&env.brokers)

@@ -2,6 +2,8 @@
 //! the same row), connects and poison records are skipped (poison counted), and a stop commits
 //! exactly the end of what was written.
 
+mod support;
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,14 +14,8 @@ use nearby_schemas::{Connected, LocationBody, LocationEvent, PositionReport};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use support::{brokers, location_topic, nodes, unique};
 use tokio_util::sync::CancellationToken;
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
 
 fn position(user: i64, ts: i64, lat: f64) -> LocationEvent {
     LocationEvent {
@@ -37,22 +33,9 @@ fn position(user: i64, ts: i64, lat: f64) -> LocationEvent {
 
 #[tokio::test]
 async fn positions_become_rows_once_and_the_rest_is_skipped() {
-    let brokers = std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or("127.0.0.1:9092".into());
-    let nodes = std::env::var("NEARBY_CQL_NODES").unwrap_or("127.0.0.1:9042".into());
+    let (brokers, nodes) = (brokers(), nodes());
     let (prefix, keyspace, group) = (unique("test."), unique("test_hist_"), unique("test-sink-"));
-    let topic = format!("{prefix}.location-updates");
-    let admin = nearby_common::kafka::admin_client(&brokers).unwrap();
-    nearby_common::kafka::ensure_topics(
-        &admin,
-        &[nearby_common::kafka::TopicSpec {
-            name: topic.clone(),
-            partitions: 2,
-            replication: 1,
-            retention: Duration::from_secs(3600),
-        }],
-    )
-    .await
-    .unwrap();
+    let topic = location_topic(&brokers, &prefix, 2).await;
 
     let t0 = nearby_ingest::now_ms() - 60_000;
     let user = i64::from(rand::random::<u32>()) + 1;
