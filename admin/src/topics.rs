@@ -42,10 +42,6 @@ pub struct CreateArgs {
     #[arg(long = "gateway", value_name = "GATEWAY_ID")]
     pub gateways: Vec<String>,
 
-    /// Partitions of each delivery topic.
-    #[arg(long, env = "NEARBY_DELIVERY_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
-    pub delivery_partitions: i32,
-
     /// How long deliveries are kept: short, they are only useful live.
     #[arg(long, env = "NEARBY_DELIVERY_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
     pub delivery_retention: Duration,
@@ -90,7 +86,8 @@ pub fn specs(stack: &StackArgs, args: &CreateArgs) -> anyhow::Result<Vec<TopicSp
     for gateway in &args.gateways {
         specs.push(spec(
             topics.deliveries(gateway)?,
-            args.delivery_partitions,
+            // One: fanout writes partition 0 only, so the gateway reads in fanout's order.
+            1,
             args.delivery_retention,
         ));
     }

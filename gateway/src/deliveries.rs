@@ -1,10 +1,16 @@
 //! Consumes this gateway's delivery topic and queues each delivery on its recipient's sockets.
 //! Deliveries are live data: a gateway that starts reads from the end of its topic (older
 //! deliveries are stale), and commits nothing.
+//!
+//! A record is a `DeliveryBatch` (one fanout step's deliveries for this gateway) or, from a
+//! fanout older than batches, a single `Delivery`: both are read, so gateways can be upgraded
+//! first.
 
 use std::sync::Arc;
 
-use nearby_schemas::{Delivery, DeliveryPayload};
+use nearby_common::UserId;
+use nearby_common::users::Profile;
+use nearby_schemas::{Delivery, DeliveryBatch, DeliveryPayload, Error as SchemaError};
 use rdkafka::Message;
 use rdkafka::consumer::StreamConsumer;
 use tokio_util::sync::CancellationToken;
@@ -36,13 +42,46 @@ pub fn consumer(
     Ok(consumer)
 }
 
+/// Decodes a record of the delivery topic: a batch, or a single delivery from an older fanout.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Delivery>, SchemaError> {
+    match nearby_schemas::decode::<DeliveryBatch>(bytes) {
+        Ok(batch) => Ok(batch.deliveries),
+        Err(SchemaError::WrongRecordType { .. }) => {
+            nearby_schemas::decode::<Delivery>(bytes).map(|d| vec![d])
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The last profile looked up: the deliveries of one batch are mostly about one friend (the one
+/// who moved), so one look-up serves them all.
+#[derive(Debug, Default)]
+pub struct ProfileMemo(Option<(UserId, Option<Arc<Profile>>)>);
+
+impl ProfileMemo {
+    async fn get(&mut self, users: &Users, user: UserId) -> Option<Arc<Profile>> {
+        if let Some((u, p)) = &self.0
+            && *u == user
+        {
+            return p.clone();
+        }
+        let p = users.profile(user).await.ok().flatten();
+        self.0 = Some((user, p.clone()));
+        p
+    }
+}
+
 /// The frame a client gets for a delivery (`None` if the friend's profile is gone).
-pub async fn frame(users: &Users, payload: &DeliveryPayload) -> Option<ServerFrame> {
+pub async fn frame(
+    users: &Users,
+    memo: &mut ProfileMemo,
+    payload: &DeliveryPayload,
+) -> Option<ServerFrame> {
     match payload {
         DeliveryPayload::FriendLocation(f) => {
             // Fanout decides who may see whom (it applies sharing switches in order with the
             // positions); here only the name is looked up.
-            let profile = users.profile(f.friend_id).await.ok().flatten()?;
+            let profile = memo.get(users, f.friend_id).await?;
             Some(ServerFrame::FriendLocation(FriendEntry {
                 user_id: id_string(f.friend_id),
                 name: profile.name.clone(),
@@ -82,7 +121,7 @@ pub async fn run(
             }
         };
         let Some(bytes) = msg.payload() else { continue };
-        let delivery: Delivery = match nearby_schemas::decode(bytes) {
+        let deliveries = match decode(bytes) {
             Ok(d) => d,
             Err(e) => {
                 // A poison record is logged and skipped: it must not stop the stream.
@@ -90,9 +129,13 @@ pub async fn run(
                 continue;
             }
         };
-        if let Some(frame) = frame(&users, &delivery.payload).await {
-            let n = registry.push(delivery.recipient_id, &frame);
-            debug!(recipient = delivery.recipient_id, sockets = n, "delivered");
+        // A fresh memo per record: a profile edit's cache invalidation shows at the next one.
+        let mut memo = ProfileMemo::default();
+        for delivery in deliveries {
+            if let Some(frame) = frame(&users, &mut memo, &delivery.payload).await {
+                let n = registry.push(delivery.recipient_id, &frame);
+                debug!(recipient = delivery.recipient_id, sockets = n, "delivered");
+            }
         }
     }
     info!("delivery consumer stopped");

@@ -112,6 +112,10 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
     let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
+    // One idle timer for the session, moved on only when it fires: a new timer per loop turn
+    // (every frame sent or read) costs a timer-wheel insert and removal each time.
+    let idle = tokio::time::sleep_until(last_seen + cfg.idle_timeout);
+    tokio::pin!(idle);
     let shutdown = gw.shutdown.clone();
 
     let close_with = loop {
@@ -154,8 +158,11 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
                     break None;
                 }
             }
-            () = tokio::time::sleep_until(last_seen + cfg.idle_timeout) => {
-                break Some((close::IDLE, "idle timeout"));
+            () = &mut idle => {
+                if last_seen.elapsed() >= cfg.idle_timeout {
+                    break Some((close::IDLE, "idle timeout"));
+                }
+                idle.as_mut().reset(last_seen + cfg.idle_timeout);
             }
         }
     };

@@ -327,6 +327,98 @@ async fn a_delivery_reaches_the_recipients_socket_with_the_friends_name() {
 }
 
 #[tokio::test]
+async fn a_batch_record_reaches_each_recipient_in_order_and_poison_is_skipped() {
+    let gw = TestGateway::start(&[]).await;
+    let (me, other, absent) = (user(), user(), user());
+    let (ana, bo) = (user(), user());
+    for (u, name) in [(ana, "Ana"), (bo, "Bo")] {
+        let body = format!(r#"{{"name":"{name}"}}"#);
+        assert_eq!(
+            gw.call(u, "PATCH", "/v1/me", Some(&body)).await.1["name"],
+            name
+        );
+    }
+    let mut mine = gw.connect(me).await;
+    let mut theirs = gw.connect(other).await;
+    let producer: FutureProducer = nearby_common::kafka::producer_config(&brokers())
+        .create()
+        .expect("producer");
+    let at = |recipient, friend, distance_m| Delivery {
+        recipient_id: recipient,
+        payload: DeliveryPayload::FriendLocation(FriendLocation {
+            friend_id: friend,
+            lat: 37.78,
+            lon: -122.41,
+            distance_m,
+            updated_at: 1_764_057_600_000,
+        }),
+    };
+    let batch = nearby_schemas::DeliveryBatch {
+        deliveries: vec![
+            at(me, ana, 100.0),
+            at(absent, ana, 5.0),
+            at(other, ana, 200.0),
+            at(me, bo, 300.0),
+        ],
+    };
+    let topic = format!("{}.deliveries.gw-a", gw.prefix);
+    // A record no schema reads first: it is skipped, and the batch after it still arrives.
+    for bytes in [
+        b"\xc3\x01not avro".to_vec(),
+        nearby_schemas::to_vec(&batch).expect("encode"),
+    ] {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic).payload(&bytes),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produced");
+    }
+    let first = mine
+        .next_of("friend_location", 10)
+        .await
+        .expect("delivered");
+    let second = mine
+        .next_of("friend_location", 10)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        (&first["name"], &first["distance_m"]),
+        (&json!("Ana"), &json!(100.0))
+    );
+    assert_eq!(
+        (&second["name"], &second["distance_m"]),
+        (&json!("Bo"), &json!(300.0))
+    );
+    let got = theirs
+        .next_of("friend_location", 10)
+        .await
+        .expect("delivered");
+    assert_eq!(got["user_id"], json!(ana.to_string()));
+    assert_eq!(got["distance_m"], json!(200.0));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_after_the_idle_timeout_and_frames_keep_it_open() {
+    let gw = TestGateway::start(&["--idle-timeout=2s", "--ping-interval=1900ms"]).await;
+    let mut c = gw.connect(user()).await;
+    // Alive for twice the timeout: a frame every second (and pongs to the server's pings).
+    for id in 0..4 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        c.send_json(json!({"type": "ping", "id": id})).await;
+        let pong = c.next_of("pong", 5).await.expect("still open: pong");
+        assert_eq!(pong["id"], id);
+    }
+    // Silent and not reading (so no pong answers the server's ping) for longer than the timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(c.close_code(5).await, Some(1000), "closed as idle (1000)");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn http_errors_have_the_right_status_and_shape() {
     let gw = TestGateway::start(&["--max-body-bytes=256"]).await;
     let me = user();

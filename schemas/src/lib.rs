@@ -4,7 +4,7 @@
 //! embeds every published version, and is the only place that encodes or decodes them:
 //!
 //! - [`LocationEvent`] on `nearby.location-updates` (position reports, connects, disconnects),
-//! - [`Delivery`] on `nearby.deliveries.<gateway-id>`,
+//! - [`DeliveryBatch`] (of [`Delivery`]s) on `nearby.deliveries.<gateway-id>`,
 //! - [`FriendshipEvent`] on the friendship events topic.
 //!
 //! Records are framed so a reader can tell which schema wrote them: Avro single-object encoding
@@ -44,7 +44,7 @@ pub use catalog::Catalog;
 pub use codec::{Record, decode, encode, to_vec};
 pub use error::{Error, Result};
 pub use records::{
-    Connected, Delivery, DeliveryPayload, Disconnected, FriendLeft, FriendLocation,
+    Connected, Delivery, DeliveryBatch, DeliveryPayload, Disconnected, FriendLeft, FriendLocation,
     FriendshipEvent, FriendshipKind, LeftReason, LocationBody, LocationEvent, PositionReport,
 };
 pub use schema_version::SchemaVersion;

@@ -30,6 +30,12 @@ pub const DELIVERY_V1: PublishedFile = PublishedFile {
     avsc: include_str!("../avro/delivery.v1.avsc"),
 };
 
+/// `delivery_batch.v1.avsc`: the record fanout writes on `nearby.deliveries.<gateway-id>`.
+pub const DELIVERY_BATCH_V1: PublishedFile = PublishedFile {
+    file: "delivery_batch.v1.avsc",
+    avsc: include_str!("../avro/delivery_batch.v1.avsc"),
+};
+
 /// `friendship_event.v1.avsc`: the record on the friendship events topic.
 pub const FRIENDSHIP_EVENT_V1: PublishedFile = PublishedFile {
     file: "friendship_event.v1.avsc",
@@ -37,20 +43,28 @@ pub const FRIENDSHIP_EVENT_V1: PublishedFile = PublishedFile {
 };
 
 /// Every published file.
-pub const FILES: &[PublishedFile] = &[LOCATION_EVENT_V1, DELIVERY_V1, FRIENDSHIP_EVENT_V1];
+pub const FILES: &[PublishedFile] = &[
+    LOCATION_EVENT_V1,
+    DELIVERY_V1,
+    DELIVERY_BATCH_V1,
+    FRIENDSHIP_EVENT_V1,
+];
 
 pub(crate) static LOCATION_EVENT_V1_SCHEMA: LazyLock<Arc<SchemaVersion>> =
     LazyLock::new(|| load(LOCATION_EVENT_V1));
 pub(crate) static DELIVERY_V1_SCHEMA: LazyLock<Arc<SchemaVersion>> =
     LazyLock::new(|| load(DELIVERY_V1));
+pub(crate) static DELIVERY_BATCH_V1_SCHEMA: LazyLock<Arc<SchemaVersion>> =
+    LazyLock::new(|| load(DELIVERY_BATCH_V1));
 pub(crate) static FRIENDSHIP_EVENT_V1_SCHEMA: LazyLock<Arc<SchemaVersion>> =
     LazyLock::new(|| load(FRIENDSHIP_EVENT_V1));
 
 /// The parsed versions, in the order of [`FILES`].
-pub(crate) fn versions() -> [&'static Arc<SchemaVersion>; 3] {
+pub(crate) fn versions() -> [&'static Arc<SchemaVersion>; 4] {
     [
         &LOCATION_EVENT_V1_SCHEMA,
         &DELIVERY_V1_SCHEMA,
+        &DELIVERY_BATCH_V1_SCHEMA,
         &FRIENDSHIP_EVENT_V1_SCHEMA,
     ]
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use nearby_schemas::published::FILES;
-use nearby_schemas::{Catalog, Delivery, FriendshipEvent, LocationEvent, Record};
+use nearby_schemas::{Catalog, Delivery, DeliveryBatch, FriendshipEvent, LocationEvent, Record};
 
 #[test]
 fn every_file_in_avro_dir_is_published_and_embedded() {
@@ -34,6 +34,7 @@ fn the_published_catalog_knows_every_file_and_the_current_versions() {
     for current in [
         LocationEvent::schema(),
         Delivery::schema(),
+        DeliveryBatch::schema(),
         FriendshipEvent::schema(),
     ] {
         let known = catalog.by_fingerprint(current.fingerprint()).unwrap();
@@ -45,6 +46,7 @@ fn the_published_catalog_knows_every_file_and_the_current_versions() {
         [
             "nearby.v1.LocationEvent",
             "nearby.v1.Delivery",
+            "nearby.v1.DeliveryBatch",
             "nearby.v1.FriendshipEvent"
         ]
     );

@@ -2,7 +2,7 @@
 
 mod common;
 
-use nearby_schemas::{Catalog, Delivery, FriendshipEvent, LocationEvent, Record};
+use nearby_schemas::{Catalog, Delivery, DeliveryBatch, FriendshipEvent, LocationEvent, Record};
 
 fn round_trip<T: Record + PartialEq + std::fmt::Debug>(value: &T) {
     let bytes = nearby_schemas::to_vec(value).unwrap();
@@ -46,6 +46,29 @@ fn deliveries_round_trip() {
     for delivery in common::deliveries() {
         round_trip::<Delivery>(&delivery);
     }
+}
+
+#[test]
+fn delivery_batches_round_trip() {
+    let all = common::deliveries();
+    for n in [1, 2, all.len()] {
+        let batch = DeliveryBatch {
+            deliveries: all[..n].to_vec(),
+        };
+        round_trip::<DeliveryBatch>(&batch);
+    }
+}
+
+#[test]
+fn a_batch_is_not_read_as_a_single_delivery_nor_the_other_way() {
+    let one = common::deliveries().remove(0);
+    let batch = nearby_schemas::to_vec(&DeliveryBatch {
+        deliveries: vec![one],
+    })
+    .unwrap();
+    assert!(nearby_schemas::decode::<Delivery>(&batch).is_err());
+    let single = nearby_schemas::to_vec(&one).unwrap();
+    assert!(nearby_schemas::decode::<DeliveryBatch>(&single).is_err());
 }
 
 #[test]

@@ -1,5 +1,10 @@
 //! Produces deliveries to the recipients' gateway topics without waiting for each ack: the
 //! producer's own bounded queue batches them, and failures are counted by the delivery callback.
+//!
+//! One fanout step (a report, a change, a sweep) becomes one `DeliveryBatch` record per gateway
+//! holding all of that step's deliveries for it, in order: a report's friends cost the gateway
+//! one record to fetch and decode instead of one each. Every record goes to partition 0 of the
+//! gateway's topic, so the gateway reads them in the order fanout made them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,16 +18,24 @@ use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use tracing::warn;
 
+use nearby_schemas::DeliveryBatch;
+
 use crate::RoutedDelivery;
+
+/// Most deliveries in one record; a larger step is split (in order) over several records, which
+/// keeps a record far below the broker's 1 MB default (a delivery is about 45 bytes).
+pub const MAX_BATCH: usize = 1000;
 
 /// Counts what happened to produced deliveries.
 #[derive(Debug, Default)]
 pub struct DeliveryCounters {
-    /// Acked by the broker.
+    /// Deliveries acked by the broker.
     pub delivered: AtomicU64,
-    /// Failed after librdkafka's retries.
+    /// Records (batches) acked by the broker.
+    pub records: AtomicU64,
+    /// Deliveries that failed after librdkafka's retries (or could not be encoded).
     pub failed: AtomicU64,
-    /// Refused because the local queue stayed full.
+    /// Deliveries refused because the local queue stayed full.
     pub queue_full: AtomicU64,
 }
 
@@ -33,14 +46,19 @@ pub struct CountingContext(pub Arc<DeliveryCounters>);
 impl ClientContext for CountingContext {}
 
 impl ProducerContext for CountingContext {
-    type DeliveryOpaque = ();
+    /// How many deliveries the record holds.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, count: usize) {
+        let count = count as u64;
         match result {
-            Ok(_) => self.0.delivered.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => {
+                self.0.records.fetch_add(1, Ordering::Relaxed);
+                self.0.delivered.fetch_add(count, Ordering::Relaxed)
+            }
             Err((e, _)) => {
-                warn!(error = %e, "delivery not produced");
-                self.0.failed.fetch_add(1, Ordering::Relaxed)
+                warn!(error = %e, count, "deliveries not produced");
+                self.0.failed.fetch_add(count, Ordering::Relaxed)
             }
         };
     }
@@ -52,6 +70,8 @@ pub struct DeliveryProducer {
     topics: Topics,
     topic_of: HashMap<Arc<str>, String>,
     buf: Vec<u8>,
+    /// Reused: one gateway's share of a step.
+    batch: DeliveryBatch,
     /// Outcome counters.
     pub counters: Arc<DeliveryCounters>,
 }
@@ -78,38 +98,82 @@ impl DeliveryProducer {
             producer,
             topics,
             topic_of: HashMap::new(),
-            buf: Vec::with_capacity(128),
+            buf: Vec::with_capacity(4096),
+            batch: DeliveryBatch::default(),
             counters,
         })
     }
 
-    /// Queues one delivery on its gateway's topic, keyed by the recipient. A full queue is
-    /// retried briefly (the background thread drains it), then counted and dropped: a stale
-    /// position is worth less than a stalled partition.
-    pub async fn send(&mut self, routed: &RoutedDelivery) {
-        let topic = match self.topic_of.get(&routed.gateway_id) {
+    /// Queues `deliveries` (one fanout step's, in order) as one record per gateway, split in
+    /// records of at most [`MAX_BATCH`]. The order among one gateway's deliveries is kept;
+    /// deliveries to different gateways are independent.
+    pub async fn send_all(&mut self, deliveries: &[RoutedDelivery]) {
+        // Usually one or two gateways: a linear scan over the step's gateways beats a map.
+        let mut gateways: Vec<&Arc<str>> = Vec::new();
+        for d in deliveries {
+            if !gateways.iter().any(|g| **g == d.gateway_id) {
+                gateways.push(&d.gateway_id);
+            }
+        }
+        for gateway in gateways {
+            self.batch.deliveries.clear();
+            self.batch.deliveries.extend(
+                deliveries
+                    .iter()
+                    .filter(|d| *d.gateway_id == **gateway)
+                    .map(|d| d.delivery),
+            );
+            let batch = std::mem::take(&mut self.batch);
+            if batch.deliveries.len() <= MAX_BATCH {
+                self.send_record(gateway, &batch).await;
+            } else {
+                for chunk in batch.deliveries.chunks(MAX_BATCH) {
+                    let part = DeliveryBatch {
+                        deliveries: chunk.to_vec(),
+                    };
+                    self.send_record(gateway, &part).await;
+                }
+            }
+            self.batch = batch;
+        }
+    }
+
+    /// Queues `record` on `gateway`'s topic. A full queue is retried briefly (the
+    /// background thread drains it), then counted and dropped: a stale position is worth less
+    /// than a stalled partition.
+    async fn send_record(&mut self, gateway: &Arc<str>, record: &DeliveryBatch) {
+        let count = record.deliveries.len();
+        let topic = match self.topic_of.get(gateway) {
             Some(t) => t.clone(),
-            None => match self.topics.deliveries(&routed.gateway_id) {
+            None => match self.topics.deliveries(gateway) {
                 Ok(t) => {
-                    self.topic_of.insert(routed.gateway_id.clone(), t.clone());
+                    self.topic_of.insert(gateway.clone(), t.clone());
                     t
                 }
                 Err(e) => {
-                    warn!(error = %e, "gateway id cannot name a topic; delivery dropped");
-                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, "gateway id cannot name a topic; deliveries dropped");
+                    self.counters
+                        .failed
+                        .fetch_add(count as u64, Ordering::Relaxed);
                     return;
                 }
             },
         };
         self.buf.clear();
-        if let Err(e) = nearby_schemas::encode(&routed.delivery, &mut self.buf) {
-            warn!(error = %e, "delivery not encodable; dropped");
-            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = nearby_schemas::encode(record, &mut self.buf) {
+            warn!(error = %e, "deliveries not encodable; dropped");
+            self.counters
+                .failed
+                .fetch_add(count as u64, Ordering::Relaxed);
             return;
         }
-        let key = routed.delivery.recipient_id.to_string();
         for attempt in 0..50 {
-            let record = BaseRecord::to(&topic).key(&key).payload(&self.buf);
+            // Partition 0 always: the gateway reads its topic in this order (a topic made with
+            // more partitions still works; the others stay empty).
+            // No key (null): the partition is chosen here, not by hashing.
+            let record = BaseRecord::<(), [u8], usize>::with_opaque_to(&topic, count)
+                .partition(0)
+                .payload(&self.buf);
             match self.producer.send(record) {
                 Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
@@ -119,8 +183,10 @@ impl DeliveryProducer {
                     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 }
                 Err((e, _)) => {
-                    warn!(error = %e, "delivery not queued");
-                    self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, "deliveries not queued");
+                    self.counters
+                        .queue_full
+                        .fetch_add(count as u64, Ordering::Relaxed);
                     return;
                 }
             }

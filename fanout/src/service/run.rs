@@ -311,9 +311,7 @@ impl FanoutService {
 
     /// Produces the deliveries and writes the cache entries in `effects`, then clears it.
     async fn flush(&mut self, producer: &mut DeliveryProducer, effects: &mut Effects) {
-        for d in &effects.deliveries {
-            producer.send(d).await;
-        }
+        producer.send_all(&effects.deliveries).await;
         if !effects.cache_writes.is_empty() {
             let entries: Vec<_> = effects
                 .cache_writes

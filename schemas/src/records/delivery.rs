@@ -1,11 +1,20 @@
-//! `nearby.v1.Delivery`, the record on `nearby.deliveries.<gateway-id>`
-//! (`schemas/avro/delivery.v1.avsc`).
+//! `nearby.v1.DeliveryBatch`, the record on `nearby.deliveries.<gateway-id>`
+//! (`schemas/avro/delivery_batch.v1.avsc`), and `nearby.v1.Delivery`, its item (and the record
+//! on those topics before batches, `schemas/avro/delivery.v1.avsc`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Record;
-use crate::published::DELIVERY_V1_SCHEMA;
+use crate::published::{DELIVERY_BATCH_V1_SCHEMA, DELIVERY_V1_SCHEMA};
 use crate::schema_version::SchemaVersion;
+
+/// Every delivery one fanout step made for the recipients on one gateway, in order: one record
+/// per step and gateway, so a report's friends cost the gateway one decode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryBatch {
+    /// The deliveries, in the order they must be shown.
+    pub deliveries: Vec<Delivery>,
+}
 
 /// Something one connected user must see, routed to the gateway holding their socket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -79,5 +88,11 @@ impl LeftReason {
 impl Record for Delivery {
     fn schema() -> &'static SchemaVersion {
         &DELIVERY_V1_SCHEMA
+    }
+}
+
+impl Record for DeliveryBatch {
+    fn schema() -> &'static SchemaVersion {
+        &DELIVERY_BATCH_V1_SCHEMA
     }
 }

@@ -11,6 +11,8 @@ mod delivery;
 mod friendship;
 mod location;
 
-pub use delivery::{Delivery, DeliveryPayload, FriendLeft, FriendLocation, LeftReason};
+pub use delivery::{
+    Delivery, DeliveryBatch, DeliveryPayload, FriendLeft, FriendLocation, LeftReason,
+};
 pub use friendship::{FriendshipEvent, FriendshipKind};
 pub use location::{Connected, Disconnected, LocationBody, LocationEvent, PositionReport};
