@@ -49,8 +49,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_OUTBOX_CAPACITY", default_value_t = 64)]
     pub outbox_capacity: usize,
 
-    /// Socket read buffer, bytes (tungstenite's default is 128 KiB: far too much per idle socket).
-    #[arg(long, env = "NEARBY_WS_READ_BUFFER", default_value_t = 4096)]
+    /// Socket read buffer, bytes: how much one read takes in. Every socket's buffer is written
+    /// in full at its first read, so it counts whole in each idle socket's memory (tungstenite's
+    /// default is 128 KiB); client frames are about 100 bytes, and a larger one still arrives
+    /// (the buffer grows for it).
+    #[arg(long, env = "NEARBY_WS_READ_BUFFER", default_value_t = 1024)]
     pub ws_read_buffer: usize,
 
     /// Socket write buffer, bytes.

@@ -86,10 +86,14 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
 
     // Connected goes to the log before the socket is registered for deliveries; it and every
     // report of this session share the user's key, so fanout sees them in this order.
-    if let Err(e) = gw
-        .ingest
-        .connected(user, &gw.config.gateway_id, &session_id)
-        .await
+    // The large futures (Kafka produces, page reads) are boxed: held inline they would make
+    // every idle session's task as big as the largest of them (13 KB before; RSS per socket is
+    // a limit we measure).
+    if let Err(e) = Box::pin(
+        gw.ingest
+            .connected(user, &gw.config.gateway_id, &session_id),
+    )
+    .await
     {
         warn!(error = %e, "could not record the connection; closing");
         let _ = sink
@@ -135,7 +139,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
             msg = stream.next() => {
                 last_seen = Instant::now();
                 let next = match msg {
-                    Some(Ok(Message::Text(text))) => on_text(&gw, &mut sink, &mut state, user, text).await,
+                    Some(Ok(Message::Text(text))) => Box::pin(on_text(&gw, &mut sink, &mut state, user, text)).await,
                     Some(Ok(Message::Binary(_))) => {
                         reply(&mut sink, ServerFrame::error(codes::BINARY_NOT_SUPPORTED, "frames are JSON text"), cfg.send_timeout).await
                     }
@@ -188,10 +192,11 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
         })
         .await;
     }
-    if let Err(e) = gw
-        .ingest
-        .disconnected(user, &gw.config.gateway_id, &session_id)
-        .await
+    if let Err(e) = Box::pin(
+        gw.ingest
+            .disconnected(user, &gw.config.gateway_id, &session_id),
+    )
+    .await
     {
         warn!(error = %e, "could not record the disconnect");
     }
