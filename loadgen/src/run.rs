@@ -2,7 +2,9 @@
 //! and friendships, opens one WebSocket per person (spread over 127.0.0.x source addresses),
 //! has everyone report every `--interval` (with jitter, moving as the city moves them), and
 //! times every `friend_location` on the receiving socket against the send time of the report
-//! it carries (matched by sender and `updated_at` = the report's `ts`). Meanwhile it reads the
+//! that caused it: the friend's report it carries (matched by sender and `updated_at` = the
+//! report's `ts`), or the recipient's own latest report when that was sent later (a friend
+//! shown because the recipient came into range carries the friend's older report). Meanwhile it reads the
 //! stages' CPU time and the gateway's memory from /proc and samples the history sink's
 //! consumer lag; at the end it writes a JSON result and an SVG plot.
 
@@ -146,6 +148,7 @@ struct Counters {
     send_failed: AtomicU64,
     friend_locations: AtomicU64,
     matched: AtomicU64,
+    by_own_report: AtomicU64,
     friend_left: AtomicU64,
     nearby_pages: AtomicU64,
     error_frames: AtomicU64,
@@ -193,6 +196,7 @@ struct ReaderResult {
 /// Reads one socket until told to stop: times `friend_location`s, counts the rest.
 async fn read_socket(
     mut stream: futures::stream::SplitStream<Ws>,
+    me: usize,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> ReaderResult {
@@ -237,8 +241,23 @@ async fn read_socket(
                     .iter()
                     .find(|(t, _)| *t == ts)
                     .map(|(_, us)| *us);
-                if let Some(sent_us) = sent_us {
+                if let Some(friend_sent_us) = sent_us {
                     c.matched.fetch_add(1, Ordering::Relaxed);
+                    // The cause is the later of the friend's report and this socket's own last
+                    // one: a friend who comes into range because *this* person moved is shown
+                    // with the friend's older report, and timing that from the friend's send
+                    // would count the friend's reporting interval as latency.
+                    let own_us = shared.sent[me]
+                        .lock()
+                        .expect("sent lock")
+                        .back()
+                        .map_or(i64::MIN, |(_, us)| *us);
+                    let sent_us = if own_us > friend_sent_us && own_us <= at {
+                        c.by_own_report.fetch_add(1, Ordering::Relaxed);
+                        own_us
+                    } else {
+                        friend_sent_us
+                    };
                     #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
                     let ms = ((at - sent_us) as f64 / 1000.0) as f32;
                     let second = u32::try_from(shared.second(at)).unwrap_or(u32::MAX);
@@ -389,6 +408,9 @@ pub struct Counts {
     pub friend_locations: u64,
     /// Of those, matched to a report sent in this run (the latency samples).
     pub deliveries_timed: u64,
+    /// Of the timed ones, those timed from the recipient's own report (sent after the
+    /// friend's): the friend came into range because the recipient moved.
+    pub timed_from_own_report: u64,
     /// `friend_left` frames received.
     pub friend_left: u64,
     /// `nearby` pages received.
@@ -623,6 +645,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         report_tx.push(Some(tx));
         readers.push(tokio::spawn(read_socket(
             stream,
+            i,
             shared.clone(),
             stop_rx.clone(),
         )));
@@ -810,6 +833,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         send_failed: c.send_failed.load(Ordering::Relaxed),
         friend_locations,
         deliveries_timed: c.matched.load(Ordering::Relaxed),
+        timed_from_own_report: c.by_own_report.load(Ordering::Relaxed),
         friend_left: c.friend_left.load(Ordering::Relaxed),
         nearby_pages: c.nearby_pages.load(Ordering::Relaxed),
         error_frames: c.error_frames.load(Ordering::Relaxed),

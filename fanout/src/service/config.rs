@@ -42,6 +42,17 @@ pub struct FanoutServiceConfig {
     )]
     pub friend_cache_capacity: usize,
 
+    /// Most location events handled as one step: the events already fetched are taken together
+    /// (up to this many), their friend lists read at once, and their deliveries produced as
+    /// one record per gateway and their cache writes as one Redis round trip.
+    #[arg(long, env = "NEARBY_STEP_EVENTS", default_value_t = 256)]
+    pub step_events: usize,
+
+    /// Friend-list reads from the user store in flight at once within a step (users becoming
+    /// active).
+    #[arg(long, env = "NEARBY_GRAPH_LOADS", default_value_t = 32)]
+    pub graph_loads: usize,
+
     /// Records the delivery producer may hold unsent before it reports itself full.
     #[arg(long, env = "NEARBY_DELIVERY_QUEUE", default_value_t = 100_000)]
     pub delivery_queue: usize,
@@ -61,10 +72,12 @@ impl FanoutServiceConfig {
                     .into(),
             );
         }
-        if self.friend_cache_capacity == 0 || self.delivery_queue == 0 {
-            return Err(
-                "NEARBY_FRIEND_CACHE_CAPACITY and NEARBY_DELIVERY_QUEUE must be positive".into(),
-            );
+        if self.friend_cache_capacity == 0
+            || self.delivery_queue == 0
+            || self.step_events == 0
+            || self.graph_loads == 0
+        {
+            return Err("NEARBY_FRIEND_CACHE_CAPACITY, NEARBY_DELIVERY_QUEUE, NEARBY_STEP_EVENTS and NEARBY_GRAPH_LOADS must be positive".into());
         }
         self.stack
             .topics()

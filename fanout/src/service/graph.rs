@@ -39,14 +39,42 @@ impl StoreGraph {
 
     /// Loads `user`'s accepted friends and sharing flag from the store.
     pub async fn load(&mut self, store: &UserStore, user: UserId) -> nearby_common::Result<()> {
-        // Both reads at once: an activation waits for one round trip, not two.
-        let (friends, profile) =
-            tokio::try_join!(store.accepted_friends(user), store.profile(user))?;
-        // A user with no profile has never called the API: nobody can be their friend, and
-        // they share by default.
-        let sharing = profile.is_none_or(|p| p.sharing);
-        self.insert(user, friends, sharing);
-        Ok(())
+        match self.load_many(store, &[user], 1).await.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Loads several users at once, at most `concurrency` store reads in flight; returns the
+    /// users whose lists could not be read, with the error.
+    pub async fn load_many(
+        &mut self,
+        store: &UserStore,
+        users: &[UserId],
+        concurrency: usize,
+    ) -> Vec<(UserId, nearby_common::Error)> {
+        use futures::StreamExt;
+        // Reads run concurrently; the inserts happen here, one by one, once each is back (the
+        // map is not shared with the reads).
+        let mut reads = futures::stream::iter(users.iter().copied())
+            .map(|user| async move {
+                // Both reads at once: an activation waits for one round trip, not two.
+                let read = tokio::try_join!(store.accepted_friends(user), store.profile(user));
+                (user, read)
+            })
+            .buffer_unordered(concurrency.max(1));
+        let mut failed = Vec::new();
+        while let Some((user, read)) = reads.next().await {
+            match read {
+                Ok((friends, profile)) => {
+                    // A user with no profile has never called the API: nobody can be their
+                    // friend, and they share by default.
+                    self.insert(user, friends, profile.is_none_or(|p| p.sharing));
+                }
+                Err(e) => failed.push((user, e)),
+            }
+        }
+        failed
     }
 
     /// Whether `user`'s friend list and sharing flag are held.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt;
 use nearby_common::partition::partition_of_user;
 use nearby_common::redis_store::{LatestLocation, LocationCache};
 use nearby_common::users::UserStore;
@@ -232,33 +233,56 @@ impl FanoutService {
                     self.flush(&mut producer, &mut effects).await;
                 }
                 msg = table.recv() => {
-                    let msg = match msg {
-                        Ok(m) => m,
-                        Err(e) => { warn!(error = %e, "location consume error"); continue; }
-                    };
-                    let partition = msg.partition();
-                    next.insert(partition, msg.offset() + 1);
-                    let Some(event) = msg.payload().and_then(|b| match nearby_schemas::decode::<LocationEvent>(b) {
-                        Ok(e) => Some(e),
-                        Err(e) => {
-                            // A poison record is logged, counted and skipped.
-                            warn!(error = %e, partition, offset = msg.offset(), "undecodable location event skipped");
-                            self.status.poison.fetch_add(1, Ordering::Relaxed);
-                            None
-                        }
-                    }) else { continue };
-                    let now = now_ms();
-                    if matches!(event.body, LocationBody::Position(_)) && !fanout.is_active(event.user_id, now) {
-                        // Becoming active: read the friend list afresh (friendships made while
-                        // the user was away count).
-                        if let Err(e) = graph.load(&self.store, event.user_id).await {
-                            warn!(error = %e, user = event.user_id, "friend list not loaded");
-                            self.status.graph_errors.fetch_add(1, Ordering::Relaxed);
+                    // Why steps: events already fetched are taken together (without waiting
+                    // for more), so users becoming active have their friend lists read
+                    // concurrently, and the step's deliveries and cache writes go out in one
+                    // record per gateway and one Redis round trip. Order is kept: the events
+                    // are applied one by one in the order they came.
+                    let mut step = Vec::with_capacity(16);
+                    step.push(msg);
+                    while step.len() < self.config.step_events {
+                        match table.recv().now_or_never() {
+                            Some(m) => step.push(m),
+                            None => break,
                         }
                     }
-                    let is_owned = owned.read().unwrap_or_else(|p| p.into_inner()).contains(&partition);
-                    fanout.apply(&event, is_owned, now, &graph, &mut effects);
-                    self.status.events.fetch_add(1, Ordering::Relaxed);
+                    let now = now_ms();
+                    let mut events = Vec::with_capacity(step.len());
+                    for msg in step {
+                        let msg = match msg {
+                            Ok(m) => m,
+                            Err(e) => { warn!(error = %e, "location consume error"); continue; }
+                        };
+                        let partition = msg.partition();
+                        next.insert(partition, msg.offset() + 1);
+                        match msg.payload().map(nearby_schemas::decode::<LocationEvent>) {
+                            Some(Ok(event)) => events.push((partition, event)),
+                            Some(Err(e)) => {
+                                // A poison record is logged, counted and skipped.
+                                warn!(error = %e, partition, offset = msg.offset(), "undecodable location event skipped");
+                                self.status.poison.fetch_add(1, Ordering::Relaxed);
+                            }
+                            None => {}
+                        }
+                    }
+                    // Becoming active: read the friend lists afresh (friendships made while
+                    // the user was away count), all of the step's at once.
+                    let mut activating: Vec<_> = events
+                        .iter()
+                        .filter(|(_, e)| matches!(e.body, LocationBody::Position(_)) && !fanout.is_active(e.user_id, now))
+                        .map(|(_, e)| e.user_id)
+                        .collect();
+                    activating.sort_unstable();
+                    activating.dedup();
+                    for (user, e) in graph.load_many(&self.store, &activating, self.config.graph_loads).await {
+                        warn!(error = %e, user, "friend list not loaded");
+                        self.status.graph_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let owned_now = owned.read().unwrap_or_else(|p| p.into_inner()).clone();
+                    for (partition, event) in &events {
+                        fanout.apply(event, owned_now.contains(partition), now, &graph, &mut effects);
+                    }
+                    self.status.events.fetch_add(events.len() as u64, Ordering::Relaxed);
                     self.flush(&mut producer, &mut effects).await;
                 }
             }
