@@ -23,6 +23,8 @@ enum Command {
     Run(Box<nearby_loadgen::run::RunArgs>),
     /// The original design's routing layer on the same city: per-user Redis Pub/Sub channels,
     /// subscribers filtering by distance; counts deliveries per CPU-second of Redis + servers.
+    /// A flag given twice takes its last value, as for `run`.
+    #[command(args_override_self = true)]
     Baseline(Box<nearby_loadgen::baseline::BaselineArgs>),
 }
 
