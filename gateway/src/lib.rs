@@ -19,6 +19,7 @@ pub mod registry;
 pub mod session;
 pub mod users;
 
+use axum::serve::ListenerExt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -212,6 +213,14 @@ pub async fn run(
 
     info!(addr = %listener.local_addr()?, admin = %admin_listener.local_addr()?, gateway = %gw.config.gateway_id, "gateway listening");
     let shutdown = gw.shutdown.clone();
+    // TCP_NODELAY on every client socket: a frame is a whole message for a screen, and Nagle's
+    // algorithm would hold a second frame behind the first until the phone's (delayed) ACK,
+    // up to 40 ms later.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let client = axum::serve(listener, gw.router())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let admin = axum::serve(admin_listener, admin::router(gw.clone()))

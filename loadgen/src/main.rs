@@ -88,6 +88,14 @@ fn main() -> anyhow::Result<()> {
                 ms(r.latency.max_ms),
                 r.latency.count
             );
+            println!(
+                "latency ms after the first interval: p50 {}  p90 {}  p99 {}  max {}  ({} timed)",
+                ms(r.latency_steady.p50_ms),
+                ms(r.latency_steady.p90_ms),
+                ms(r.latency_steady.p99_ms),
+                ms(r.latency_steady.max_ms),
+                r.latency_steady.count
+            );
             for (stage, c) in &r.costs.stages {
                 println!(
                     "{stage}: {:.2} CPU s, {} CPU s per 1 M reports",

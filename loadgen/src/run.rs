@@ -444,6 +444,10 @@ pub struct RunResult {
     pub counts: Counts,
     /// Report-to-friend latency over the whole run (receive − send).
     pub latency: Latency,
+    /// The same after the first `--interval` (plus 5 s): once everyone has reported once, so
+    /// without the start, when every user becomes active (friend lists read, first pages
+    /// served) within one interval.
+    pub latency_steady: Latency,
     /// Reports per second sent, over the reporting window.
     pub reports_per_s: f64,
     /// Deliveries per second received, over the reporting window.
@@ -765,6 +769,13 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
     let reports = c.reports.load(Ordering::Relaxed);
     let mut all: Vec<f32> = samples.iter().map(|s| s.1).collect();
     let latency = stats::summarize(&mut all);
+    let steady_from = args.interval.as_secs() + 5;
+    let mut steady: Vec<f32> = samples
+        .iter()
+        .filter(|s| u64::from(s.0) >= steady_from)
+        .map(|s| s.1)
+        .collect();
+    let latency_steady = stats::summarize(&mut steady);
     let seconds = (measured_s.ceil() as usize).min(c.reports_per_s.len());
     let mut per_second: Vec<Vec<f32>> = vec![Vec::new(); seconds];
     for (s, ms) in &samples {
@@ -870,6 +881,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         measured_s,
         counts,
         latency,
+        latency_steady,
         reports_per_s: reports as f64 / window,
         deliveries_per_s: friend_locations as f64 / window,
         timeline,
