@@ -4,9 +4,16 @@
 //! and for every message checks each local friend's distance — the subscriber-side filter of
 //! the original design — counting what passes as a delivery.
 //!
+//! With `--push`, the servers also do what the original design's WebSocket servers do next:
+//! each delivery that passes the filter is written as a JSON text frame (WebSocket framing) to
+//! its recipient's own TCP socket, one socket per person, read by a separate "phones" thread —
+//! the per-delivery socket write our gateway pays too, so the two figures compare like with
+//! like.
+//!
 //! Costs are read from /proc: Redis's CPU, and the harness's own threads separately (the
-//! publisher stands in for the phones and is not counted as routing; the subscriber thread is
-//! the servers' routing work). Not a product mode: a bench-only harness.
+//! publisher stands in for the phones and is not counted as routing, nor are the phones'
+//! readers; the subscriber thread is the servers' routing work). Not a product mode: a
+//! bench-only harness.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +43,11 @@ pub struct BaselineArgs {
     /// WebSocket-server stand-ins (one pub/sub connection each; people spread over them).
     #[arg(long, default_value_t = 2)]
     pub servers: usize,
+    /// Also write each delivery to its recipient's own socket, as the servers of the original
+    /// design push to phones (one loopback TCP socket per person: needs 2 × `--people` open
+    /// files).
+    #[arg(long)]
+    pub push: bool,
     /// The distance filter, metres.
     #[arg(long, default_value_t = nearby_common::geo::NEARBY_RADIUS_M)]
     pub radius_m: f64,
@@ -69,6 +81,10 @@ pub struct BaselineResult {
     pub received: u64,
     /// Messages that passed the distance filter (what a client would be sent).
     pub delivered: u64,
+    /// Whether each delivery was also written to its recipient's socket (`--push`).
+    pub push: bool,
+    /// Bytes written to the recipients' sockets (`--push`).
+    pub pushed_bytes: u64,
     /// CPU seconds of Redis during the run.
     pub redis_cpu_s: f64,
     /// CPU seconds of the subscriber side (the servers' routing and filtering).
@@ -168,6 +184,7 @@ impl Positions {
 struct Received {
     received: u64,
     delivered: u64,
+    pushed_bytes: u64,
     latencies_ms: Vec<f64>,
     cpu_s: f64,
 }
@@ -201,6 +218,15 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
     let friends: Vec<Vec<u32>> = (0..n).map(|i| city.friends(i).to_vec()).collect();
     let mean_degree = city.mean_degree();
 
+    // The phones (`--push`): one socket per person, accepted and drained by a thread of
+    // their own (not counted); the servers' ends go to the subscriber thread.
+    let phones = if args.push {
+        Some(Phones::open(n)?)
+    } else {
+        None
+    };
+    let server_ends = phones.as_ref().map(|p| p.server_ends()).transpose()?;
+
     // The subscriber thread: every server's connection, subscribed before anything is sent.
     let subscribed = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -220,6 +246,7 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
                 servers,
                 radius_m,
                 &positions,
+                server_ends,
                 &subscribed,
                 &stop,
             ))?;
@@ -255,6 +282,9 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
         .join()
         .map_err(|_| anyhow::anyhow!("subscriber panicked"))??;
     let redis_cpu_s = cpu_seconds(&format!("/proc/{redis_pid}/stat")).unwrap_or(0.0) - redis0;
+    if let Some(phones) = phones {
+        phones.stop();
+    }
 
     let routing_cpu = redis_cpu_s + received.cpu_s;
     let result = BaselineResult {
@@ -264,6 +294,8 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
         published,
         received: received.received,
         delivered: received.delivered,
+        push: args.push,
+        pushed_bytes: received.pushed_bytes,
         redis_cpu_s,
         subscriber_cpu_s: received.cpu_s,
         publisher_cpu_s,
@@ -272,7 +304,11 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
     };
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(
-        args.out.join("baseline.json"),
+        args.out.join(if args.push {
+            "baseline-push.json"
+        } else {
+            "baseline.json"
+        }),
         serde_json::to_string_pretty(&result)?,
     )?;
     Ok(result)
@@ -288,9 +324,12 @@ async fn subscribe_and_filter(
     servers: usize,
     radius_m: f64,
     positions: &Positions,
+    mut sockets: Option<Vec<std::net::TcpStream>>,
     subscribed: &AtomicBool,
     stop: &AtomicBool,
 ) -> anyhow::Result<Received> {
+    use std::io::Write;
+    let mut frame = Vec::with_capacity(256);
     let mut streams = Vec::new();
     // Each server: channel (publisher index) → its local users who are that person's friends.
     let mut locals: Vec<HashMap<u32, Vec<u32>>> = vec![HashMap::new(); servers];
@@ -350,8 +389,23 @@ async fn subscribe_and_filter(
         let now = now_us();
         for &user in local {
             let (ulat, ulon) = positions.get(user as usize);
-            if nearby_common::geo::haversine_m(lat, lon, ulat, ulon) <= radius_m {
+            let distance_m = nearby_common::geo::haversine_m(lat, lon, ulat, ulon);
+            if distance_m <= radius_m {
                 out.delivered += 1;
+                if let Some(sockets) = sockets.as_mut() {
+                    // What our gateway sends for a delivery, framed as a server's WebSocket
+                    // text message, one write per delivery (as the gateway does).
+                    ws_text_frame(
+                        &mut frame,
+                        &format!(
+                            r#"{{"type":"friend_location","user_id":"{sender}","name":"Person {sender}","lat":{lat},"lon":{lon},"distance_m":{:.2},"updated_at":{}}}"#,
+                            distance_m,
+                            sent / 1000
+                        ),
+                    );
+                    sockets[user as usize].write_all(&frame)?;
+                    out.pushed_bytes += frame.len() as u64;
+                }
                 out.latencies_ms
                     .push(now.saturating_sub(sent) as f64 / 1000.0);
             }
@@ -410,4 +464,98 @@ async fn publish(
         }
     }
     Ok(published)
+}
+
+/// `buf` := a server-to-client WebSocket text frame (FIN, unmasked) carrying `text`.
+fn ws_text_frame(buf: &mut Vec<u8>, text: &str) {
+    buf.clear();
+    buf.push(0x81);
+    let len = text.len();
+    if len < 126 {
+        buf.push(len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        buf.push(126);
+        buf.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        buf.push(127);
+        buf.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    buf.extend_from_slice(text.as_bytes());
+}
+
+/// The phones of `--push`: a listener whose accepted sockets a thread of their own drains.
+struct Phones {
+    listener_addr: std::net::SocketAddr,
+    people: usize,
+    stop: Arc<AtomicBool>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Phones {
+    /// Listens on a loopback port and starts the draining thread for `people` sockets.
+    fn open(people: usize) -> anyhow::Result<Phones> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let listener_addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    use tokio::io::AsyncReadExt;
+                    let Ok(listener) = listener
+                        .set_nonblocking(true)
+                        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+                    else {
+                        return;
+                    };
+                    let mut readers = Vec::with_capacity(people);
+                    for _ in 0..people {
+                        let Ok((mut socket, _)) = listener.accept().await else {
+                            break;
+                        };
+                        readers.push(tokio::spawn(async move {
+                            let mut buf = vec![0u8; 4096];
+                            while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                        }));
+                    }
+                    while !stop.load(Ordering::Acquire) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    for r in readers {
+                        r.abort();
+                    }
+                });
+            }
+        });
+        Ok(Phones {
+            listener_addr,
+            people,
+            stop,
+            reader,
+        })
+    }
+
+    /// The servers' ends: one connected socket per person, in person order, Nagle off (as the
+    /// gateway's).
+    fn server_ends(&self) -> anyhow::Result<Vec<std::net::TcpStream>> {
+        (0..self.people)
+            .map(|_| {
+                let s = std::net::TcpStream::connect(self.listener_addr)
+                    .context("a phone socket (open files: `ulimit -n` ≥ 2 × --people)")?;
+                s.set_nodelay(true)?;
+                Ok(s)
+            })
+            .collect()
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.reader.join();
+    }
 }

@@ -44,8 +44,13 @@ fn main() -> anyhow::Result<()> {
         Command::Baseline(args) => {
             let r = nearby_loadgen::baseline::run(&args)?;
             println!(
-                "baseline: {} people, {} reports ({:.0}/s), {} received, {} delivered after the \
+                "baseline{}: {} people, {} reports ({:.0}/s), {} received, {} delivered after the \
                  distance filter; CPU s: redis {:.2}, servers {:.2} (publisher {:.2}, not counted)",
+                if r.push {
+                    " with push (each delivery written to its socket)"
+                } else {
+                    " (routing only)"
+                },
                 r.people,
                 r.published,
                 r.published as f64 / r.seconds,

@@ -33,3 +33,23 @@ fn the_baseline_publishes_filters_and_counts() {
     assert!(r.latency_ms.count as u64 == r.delivered);
     assert!(out.join("baseline.json").exists());
 }
+
+#[test]
+fn with_push_every_delivery_is_written_to_its_recipients_socket() {
+    let out = std::env::temp_dir().join(format!("loadgen-baseline-push-{}", std::process::id()));
+    let cli = Cli::parse_from([
+        "baseline",
+        "--people=200",
+        "--degree=20",
+        "--side-km=20",
+        "--interval=1s",
+        "--duration=3s",
+        "--push",
+        &format!("--out={}", out.display()),
+    ]);
+    let r = baseline::run(&cli.args).expect("baseline runs");
+    assert!(r.push && r.delivered > 0, "{r:?}");
+    // A friend_location frame is over 100 bytes: every delivery was written.
+    assert!(r.pushed_bytes >= r.delivered * 100, "{r:?}");
+    assert!(out.join("baseline-push.json").exists());
+}
