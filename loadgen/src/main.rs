@@ -68,7 +68,12 @@ fn main() -> anyhow::Result<()> {
                 r.latency_ms.p99,
                 r.latency_ms.max
             );
-            println!("wrote {}", args.out.join("baseline.json").display());
+            let file = if r.push {
+                "baseline-push.json"
+            } else {
+                "baseline.json"
+            };
+            println!("wrote {}", args.out.join(file).display());
             Ok(())
         }
         Command::Run(args) => {

@@ -109,7 +109,9 @@ impl FanoutService {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10");
+            // The broker answers a fetch as soon as one record is there (fetch.min.bytes 1):
+            // the wait only bounds how often an idle reader asks again.
+            .set("fetch.wait.max.ms", "100");
             c.create()?
         };
         let metadata = table.fetch_metadata(Some(&topic), KAFKA_TIMEOUT)?;
