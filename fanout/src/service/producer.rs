@@ -64,14 +64,27 @@ impl ProducerContext for CountingContext {
     }
 }
 
+/// `deliveries` grouped by gateway in one pass (a step may reach many gateways), the gateways
+/// in order of first appearance and each group in step order.
+fn by_gateway(deliveries: &[RoutedDelivery]) -> Vec<(&Arc<str>, DeliveryBatch)> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<(&Arc<str>, DeliveryBatch)> = Vec::new();
+    for d in deliveries {
+        let at = *index.entry(&*d.gateway_id).or_insert_with(|| {
+            groups.push((&d.gateway_id, DeliveryBatch::default()));
+            groups.len() - 1
+        });
+        groups[at].1.deliveries.push(d.delivery);
+    }
+    groups
+}
+
 /// The delivery producer.
 pub struct DeliveryProducer {
     producer: ThreadedProducer<CountingContext>,
     topics: Topics,
     topic_of: HashMap<Arc<str>, String>,
     buf: Vec<u8>,
-    /// Reused: one gateway's share of a step.
-    batch: DeliveryBatch,
     /// Outcome counters.
     pub counters: Arc<DeliveryCounters>,
 }
@@ -99,7 +112,6 @@ impl DeliveryProducer {
             topics,
             topic_of: HashMap::new(),
             buf: Vec::with_capacity(4096),
-            batch: DeliveryBatch::default(),
             counters,
         })
     }
@@ -108,22 +120,7 @@ impl DeliveryProducer {
     /// records of at most [`MAX_BATCH`]. The order among one gateway's deliveries is kept;
     /// deliveries to different gateways are independent.
     pub async fn send_all(&mut self, deliveries: &[RoutedDelivery]) {
-        // Usually one or two gateways: a linear scan over the step's gateways beats a map.
-        let mut gateways: Vec<&Arc<str>> = Vec::new();
-        for d in deliveries {
-            if !gateways.iter().any(|g| **g == d.gateway_id) {
-                gateways.push(&d.gateway_id);
-            }
-        }
-        for gateway in gateways {
-            self.batch.deliveries.clear();
-            self.batch.deliveries.extend(
-                deliveries
-                    .iter()
-                    .filter(|d| *d.gateway_id == **gateway)
-                    .map(|d| d.delivery),
-            );
-            let batch = std::mem::take(&mut self.batch);
+        for (gateway, batch) in by_gateway(deliveries) {
             if batch.deliveries.len() <= MAX_BATCH {
                 self.send_record(gateway, &batch).await;
             } else {
@@ -134,7 +131,6 @@ impl DeliveryProducer {
                     self.send_record(gateway, &part).await;
                 }
             }
-            self.batch = batch;
         }
     }
 
@@ -196,5 +192,56 @@ impl DeliveryProducer {
     /// Waits (bounded) for queued deliveries to be sent.
     pub fn flush(&self, timeout: std::time::Duration) {
         let _ = rdkafka::producer::Producer::flush(&self.producer, timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nearby_schemas::{Delivery, DeliveryPayload, FriendLeft, LeftReason};
+
+    use super::*;
+
+    fn to(gateway: &str, recipient: i64) -> RoutedDelivery {
+        RoutedDelivery {
+            gateway_id: Arc::from(gateway),
+            delivery: Delivery {
+                recipient_id: recipient,
+                payload: DeliveryPayload::FriendLeft(FriendLeft {
+                    friend_id: 1,
+                    reason: LeftReason::OutOfRange,
+                }),
+            },
+        }
+    }
+
+    #[test]
+    fn groups_keep_each_gateways_order() {
+        // Separate Arcs with equal names are one gateway.
+        let step = [
+            to("a", 1),
+            to("b", 2),
+            to("a", 3),
+            to("c", 4),
+            to("b", 5),
+            to("a", 6),
+        ];
+        let groups: Vec<(String, Vec<i64>)> = by_gateway(&step)
+            .into_iter()
+            .map(|(g, b)| {
+                (
+                    g.to_string(),
+                    b.deliveries.iter().map(|d| d.recipient_id).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                ("a".to_owned(), vec![1, 3, 6]),
+                ("b".to_owned(), vec![2, 5]),
+                ("c".to_owned(), vec![4]),
+            ]
+        );
+        assert!(by_gateway(&[]).is_empty());
     }
 }
