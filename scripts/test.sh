@@ -56,5 +56,11 @@ if ! python3 -c "import confluent_kafka, fastavro" >/dev/null 2>&1; then
     python3 -m pip install --quiet --user -r examples/analytics/requirements.txt
 fi
 
+# The metrics test parses /metrics with the reference Prometheus parser.
+if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
+    echo "--- test.sh: installing prometheus-client (Python)"
+    python3 -m pip install --quiet --user "prometheus-client>=0.20"
+fi
+
 echo "--- test.sh: cargo test"
 cargo test --workspace --all-targets --locked --no-fail-fast

@@ -9,6 +9,7 @@ pub mod geo;
 pub mod history;
 pub mod ids;
 pub mod kafka;
+pub mod metrics;
 pub mod partition;
 pub mod redis_store;
 pub mod shutdown;

@@ -1,4 +1,4 @@
-//! The operators' port: liveness and readiness.
+//! The operators' port: liveness, readiness and Prometheus metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +15,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(gw)
 }
 
@@ -33,4 +34,18 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> (StatusCode, String) {
             format!("ready, {} connections", gw.registry.len()),
         )
     }
+}
+
+/// Prometheus text of the gateway's metrics.
+async fn metrics(State(gw): State<Arc<Gateway>>) -> impl axum::response::IntoResponse {
+    gw.metrics
+        .connections
+        .set(i64::try_from(gw.registry.len()).unwrap_or(i64::MAX));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            nearby_common::metrics::CONTENT_TYPE,
+        )],
+        nearby_common::metrics::render(&gw.metrics.registry),
+    )
 }

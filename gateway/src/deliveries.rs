@@ -16,6 +16,7 @@ use rdkafka::consumer::StreamConsumer;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::metrics::Metrics;
 use crate::protocol::{FriendEntry, ServerFrame, id_string, round_distance};
 use crate::registry::Registry;
 use crate::users::Users;
@@ -103,6 +104,7 @@ pub async fn frame(
 pub async fn run(
     consumer: StreamConsumer,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     users: Users,
     shutdown: CancellationToken,
 ) {
@@ -117,15 +119,18 @@ pub async fn run(
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {
+                Metrics::count(&metrics.delivery_errors, "kind", "consume", 1);
                 warn!(error = %e, "delivery consume error");
                 continue;
             }
         };
+        metrics.delivery_records.inc();
         let Some(bytes) = msg.payload() else { continue };
         let deliveries = match decode(bytes) {
             Ok(d) => d,
             Err(e) => {
-                // A poison record is logged and skipped: it must not stop the stream.
+                // A poison record is logged, counted and skipped: it must not stop the stream.
+                Metrics::count(&metrics.delivery_errors, "kind", "undecodable", 1);
                 warn!(error = %e, offset = msg.offset(), "undecodable delivery skipped");
                 continue;
             }
@@ -133,6 +138,11 @@ pub async fn run(
         // A fresh memo per record: a profile edit's cache invalidation shows at the next one.
         let mut memo = ProfileMemo::default();
         for delivery in deliveries {
+            let kind = match delivery.payload {
+                DeliveryPayload::FriendLocation(_) => "friend_location",
+                DeliveryPayload::FriendLeft(_) => "friend_left",
+            };
+            Metrics::count(&metrics.deliveries, "kind", kind, 1);
             if let Some(frame) = frame(&users, &mut memo, &delivery.payload).await {
                 let n = registry.push(delivery.recipient_id, &frame);
                 debug!(recipient = delivery.recipient_id, sockets = n, "delivered");

@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod demo;
 pub mod http;
 pub mod locations;
+pub mod metrics;
 pub mod nearby;
 pub mod openapi;
 pub mod outbox;
@@ -69,6 +70,8 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Whether the delivery consumer is reading (readiness).
     pub deliveries_ready: Arc<AtomicBool>,
+    /// Counters and gauges (`/metrics` on the admin port).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Gateway {
@@ -149,6 +152,7 @@ impl Gateway {
             connections: Arc::new(Semaphore::new(config.max_connections)),
             shutdown,
             deliveries_ready: Arc::default(),
+            metrics: Arc::default(),
             config,
         }))
     }
@@ -207,6 +211,7 @@ pub async fn run(
     let delivery_task = tokio::spawn(deliveries::run(
         consumer,
         gw.registry.clone(),
+        gw.metrics.clone(),
         gw.users.clone(),
         gw.shutdown.clone(),
     ));

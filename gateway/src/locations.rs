@@ -200,15 +200,22 @@ pub async fn post_locations(
     let mut accepted = 0;
     while let Some((index, result)) = produced.next().await {
         match result {
-            Ok(_) => accepted += 1,
-            Err(IngestError::Rejected(why)) => errors.push(ItemError {
-                index,
-                code: why.code().to_owned(),
-                message: why.message(),
-            }),
+            Ok(_) => {
+                accepted += 1;
+                gw.metrics.report("upload", "accepted");
+            }
+            Err(IngestError::Rejected(why)) => {
+                gw.metrics.report("upload", why.code());
+                errors.push(ItemError {
+                    index,
+                    code: why.code().to_owned(),
+                    message: why.message(),
+                });
+            }
             // Kafka did not take it: the rest would most likely fail the same way, after as
             // long a wait; stop here (dropping the stream) and let the client send it all again.
             Err(e) => {
+                gw.metrics.report("upload", "unavailable");
                 warn!(user, error = %e, "upload not stored");
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

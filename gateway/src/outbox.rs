@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nearby_common::metrics::Counter;
 use tokio::sync::Notify;
 
 use crate::protocol::ServerFrame;
@@ -18,6 +19,8 @@ pub struct Outbox {
     ready: Notify,
     capacity: usize,
     dropped: AtomicU64,
+    /// The gateway's count of dropped frames, all connections.
+    dropped_total: Counter,
 }
 
 #[derive(Debug, Default)]
@@ -27,13 +30,15 @@ struct Queue {
 }
 
 impl Outbox {
-    /// An empty queue holding at most `capacity` frames.
-    pub fn new(capacity: usize) -> Self {
+    /// An empty queue holding at most `capacity` frames; drops are also counted in
+    /// `dropped_total`.
+    pub fn new(capacity: usize, dropped_total: Counter) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
             capacity: capacity.max(1),
             dropped: AtomicU64::new(0),
+            dropped_total,
         }
     }
 
@@ -58,6 +63,7 @@ impl Outbox {
             if q.frames.len() >= self.capacity {
                 q.frames.pop_front();
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped_total.inc();
             }
             q.frames.push_back(frame);
         }
@@ -124,7 +130,7 @@ mod tests {
 
     #[tokio::test]
     async fn newer_frame_about_a_friend_replaces_the_queued_one() {
-        let out = Outbox::new(8);
+        let out = Outbox::new(8, Counter::default());
         out.push(loc("1", 1.0));
         out.push(loc("2", 1.0));
         out.push(loc("1", 2.0));
@@ -148,12 +154,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_drops_the_oldest_and_counts_it() {
-        let out = Outbox::new(2);
+        let total = Counter::default();
+        let out = Outbox::new(2, total.clone());
         for f in ["1", "2", "3"] {
             out.push(loc(f, 0.0));
         }
         assert_eq!(out.next_batch().await, vec![loc("2", 0.0), loc("3", 0.0)]);
         assert_eq!(out.dropped(), 1);
+        assert_eq!(total.get(), 1);
         // Control frames are never merged.
         out.push(ServerFrame::Pong { id: None });
         out.push(ServerFrame::Pong { id: None });
@@ -162,7 +170,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_wakes_the_writer_and_refuses_more() {
-        let out = std::sync::Arc::new(Outbox::new(2));
+        let out = std::sync::Arc::new(Outbox::new(2, Counter::default()));
         let writer = tokio::spawn({
             let out = out.clone();
             async move { out.next_batch().await }

@@ -80,7 +80,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
     let conn = Arc::new(Connection {
         user,
         session_id: session_id.clone(),
-        outbox: Outbox::new(gw.config.outbox_capacity),
+        outbox: Outbox::new(gw.config.outbox_capacity, gw.metrics.outbox_dropped.clone()),
     });
     let (mut sink, mut stream) = socket.split();
 
@@ -301,6 +301,7 @@ async fn on_text(
             };
             match gw.ingest.report(user, Some(&cfg.gateway_id), report).await {
                 Ok(_) => {
+                    gw.metrics.report("socket", "accepted");
                     state.over_limit = 0;
                     let first = state.position.is_none();
                     state.position = Some((lat, lon));
@@ -311,9 +312,11 @@ async fn on_text(
                     Ok(Next::Continue)
                 }
                 Err(IngestError::Rejected(r @ Rejection::RateLimited { .. })) => {
+                    gw.metrics.report("socket", r.code());
                     over_limit(gw, sink, state, r.message()).await
                 }
                 Err(IngestError::Rejected(r)) => {
+                    gw.metrics.report("socket", r.code());
                     let mut frame = ServerFrame::error(r.code(), r.message());
                     if let ServerFrame::Error { reference, .. } = &mut frame {
                         *reference = Some("location".into());
@@ -321,6 +324,7 @@ async fn on_text(
                     reply(sink, frame, cfg.send_timeout).await
                 }
                 Err(e) => {
+                    gw.metrics.report("socket", "unavailable");
                     warn!(error = %e, "report not stored");
                     let frame = ServerFrame::error(
                         codes::UNAVAILABLE,

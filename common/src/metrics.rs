@@ -1,0 +1,49 @@
+//! Prometheus metrics: each process keeps one registry of its counters and gauges and serves it
+//! as Prometheus text (format 0.0.4) on its admin port's `/metrics`.
+
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Labels of one string label, for families like `reports_total{result="accepted"}`.
+pub type Label = Vec<(&'static str, String)>;
+
+/// The registry as Prometheus text.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::with_capacity(4096);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, registry);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_labelled_families_render_as_prometheus_text() {
+        let mut registry = Registry::with_prefix("nearby_test");
+        let reports: Family<Label, Counter> = Family::default();
+        registry.register("reports", "Reports by result", reports.clone());
+        let open = Gauge::<i64>::default();
+        registry.register("connections", "Open sockets", open.clone());
+        reports
+            .get_or_create(&vec![("result", "accepted".to_owned())])
+            .inc_by(3);
+        open.set(2);
+        let text = render(&registry);
+        assert!(
+            text.contains("# TYPE nearby_test_reports_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nearby_test_reports_total{result=\"accepted\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("nearby_test_connections 2\n"), "{text}");
+    }
+}
