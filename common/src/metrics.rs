@@ -20,6 +20,43 @@ pub fn render(registry: &Registry) -> String {
     out
 }
 
+/// A registry of values read once, for a process whose counters live elsewhere (atomics shared
+/// with its loop): each scrape builds one and renders it.
+#[derive(Debug)]
+pub struct Snapshot(Registry);
+
+impl Snapshot {
+    /// An empty snapshot whose metric names start with `prefix_`.
+    pub fn new(prefix: &str) -> Self {
+        Snapshot(Registry::with_prefix(prefix))
+    }
+
+    /// Adds a counter (its name gets `_total`).
+    pub fn counter(mut self, name: &str, help: &str, value: u64) -> Self {
+        self.0.register(
+            name,
+            help,
+            prometheus_client::metrics::counter::ConstCounter::new(value),
+        );
+        self
+    }
+
+    /// Adds a gauge.
+    pub fn gauge(mut self, name: &str, help: &str, value: i64) -> Self {
+        self.0.register(
+            name,
+            help,
+            prometheus_client::metrics::gauge::ConstGauge::new(value),
+        );
+        self
+    }
+
+    /// The snapshot as Prometheus text.
+    pub fn render(&self) -> String {
+        render(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +82,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("nearby_test_connections 2\n"), "{text}");
+    }
+
+    #[test]
+    fn a_snapshot_renders_its_values() {
+        let text = Snapshot::new("nearby_x")
+            .counter("rows", "Rows written", 7)
+            .gauge("in_flight", "Writes in flight", 3)
+            .render();
+        assert!(
+            text.contains("# TYPE nearby_x_rows_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("nearby_x_rows_total 7\n"), "{text}");
+        assert!(text.contains("nearby_x_in_flight 3\n"), "{text}");
     }
 }

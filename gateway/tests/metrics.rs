@@ -1,6 +1,8 @@
-//! `/metrics` on the gateway's admin port: Prometheus text that Python's `prometheus_client`
-//! parser reads, whose counters move as a client reports, is refused and gets deliveries.
+//! `/metrics` on the admin ports of the gateway and fanout: Prometheus text that Python's
+//! `prometheus_client` parser reads, whose counters move as clients report, are refused and
+//! get deliveries.
 
+mod pipeline;
 mod support;
 
 use std::collections::BTreeMap;
@@ -12,10 +14,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use support::{TestGateway, http_raw, user};
 
-/// The samples of the gateway's `/metrics`, parsed by the reference parser
+/// The samples of the `/metrics` on admin port `admin`, parsed by the reference parser
 /// (`prometheus_client.parser`): "name{label=value,...}" → value, labels sorted.
-async fn scrape(gw: &TestGateway) -> BTreeMap<String, f64> {
-    let r = http_raw(gw.admin, "GET", "/metrics", None, None).await;
+async fn scrape(admin: std::net::SocketAddr) -> BTreeMap<String, f64> {
+    let r = http_raw(admin, "GET", "/metrics", None, None).await;
     assert_eq!(r.status, 200);
     assert_eq!(
         r.header("content-type"),
@@ -69,7 +71,7 @@ fn get(m: &BTreeMap<String, f64>, key: &str) -> f64 {
 #[tokio::test]
 async fn metrics_parse_and_move_with_reports_refusals_and_deliveries() {
     let gw = TestGateway::start(&[]).await;
-    let before = scrape(&gw).await;
+    let before = scrape(gw.admin).await;
     assert_eq!(get(&before, "nearby_gateway_connections{}"), 0.0);
 
     let me = user();
@@ -119,7 +121,7 @@ async fn metrics_parse_and_move_with_reports_refusals_and_deliveries() {
     assert!(c.next_of("friend_left", 10).await.is_some());
 
     // The counters move (the delivery consumer may still be on the bad record: wait a little).
-    let mut after = scrape(&gw).await;
+    let mut after = scrape(gw.admin).await;
     for _ in 0..50 {
         if get(
             &after,
@@ -129,7 +131,7 @@ async fn metrics_parse_and_move_with_reports_refusals_and_deliveries() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        after = scrape(&gw).await;
+        after = scrape(gw.admin).await;
     }
     let moved = |key: &str| get(&after, key) - get(&before, key);
     assert_eq!(get(&after, "nearby_gateway_connections{}"), 1.0);
@@ -150,5 +152,59 @@ async fn metrics_parse_and_move_with_reports_refusals_and_deliveries() {
         moved("nearby_gateway_delivery_errors_total{kind=undecodable}"),
         1.0
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn fanout_metrics_parse_and_count_events_and_deliveries() {
+    let (gw, fanout) = pipeline::system(&[], &[]).await;
+    let before = scrape(fanout.admin).await;
+    assert_eq!(get(&before, "nearby_fanout_ready{}"), 1.0);
+    let (a, b) = (user(), user());
+    pipeline::befriend(&gw, a, b).await;
+    let mut ca = gw.connect(a).await;
+    let mut cb = gw.connect(b).await;
+    let t0 = support::now_ms();
+    pipeline::report(&mut ca, pipeline::HOME, t0).await;
+    assert!(ca.next_of("nearby", 10).await.is_some());
+    pipeline::report(&mut cb, pipeline::north(500.0), t0 + 1).await;
+    assert!(
+        ca.next_of("friend_location", 10).await.is_some(),
+        "A sees B"
+    );
+
+    // Both positions applied; B's report told A of B and B of A (acks are counted as they
+    // come back: wait a little for them).
+    let mut after = scrape(fanout.admin).await;
+    for _ in 0..50 {
+        // The table's size is read at each sweep (every 200 ms here).
+        if get(&after, "nearby_fanout_deliveries_produced_total{}")
+            - get(&before, "nearby_fanout_deliveries_produced_total{}")
+            >= 2.0
+            && get(&after, "nearby_fanout_table_users{}") >= 2.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = scrape(fanout.admin).await;
+    }
+    let moved = |key: &str| get(&after, key) - get(&before, key);
+    assert!(moved("nearby_fanout_events_total{}") >= 2.0, "{after:?}");
+    assert_eq!(
+        moved("nearby_fanout_deliveries_produced_total{}"),
+        2.0,
+        "{after:?}"
+    );
+    assert_eq!(
+        moved("nearby_fanout_delivery_records_total{}"),
+        1.0,
+        "{after:?}"
+    );
+    assert_eq!(get(&after, "nearby_fanout_deliveries_failed_total{}"), 0.0);
+    assert!(
+        get(&after, "nearby_fanout_table_users{}") >= 2.0,
+        "{after:?}"
+    );
+    fanout.stop().await;
     gw.stop().await;
 }

@@ -306,13 +306,14 @@ async fn write(
     let _ = done.send(at);
 }
 
-/// `/healthz` and `/readyz` (with the counters) on the admin port.
+/// `/healthz`, `/readyz` (with the counters) and `/metrics` on the admin port.
 pub async fn serve_admin(
     listener: TcpListener,
     status: Arc<SinkStatus>,
     shutdown: CancellationToken,
 ) {
     use axum::routing::get;
+    let metrics_status = status.clone();
     let router = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -340,10 +341,51 @@ pub async fn serve_admin(
                 }
             }),
         );
+    let router = router.route(
+        "/metrics",
+        get(move || async move { metrics(&metrics_status) }),
+    );
     if let Err(e) = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
     {
         warn!(error = %e, "admin port failed");
     }
+}
+
+/// The sink's counters as Prometheus text.
+fn metrics(s: &SinkStatus) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let text = nearby_common::metrics::Snapshot::new("nearby_history_sink")
+        .gauge(
+            "ready",
+            "1 once partitions are assigned and records flow",
+            i64::from(s.ready.load(Ordering::Relaxed)),
+        )
+        .counter(
+            "rows",
+            "Rows written (a rewrite after a redelivery counts again)",
+            get(&s.rows),
+        )
+        .counter("retries", "Failed writes tried again", get(&s.retries))
+        .counter("poison", "Undecodable records skipped", get(&s.poison))
+        .counter(
+            "skipped",
+            "Records that are not positions (connects, disconnects)",
+            get(&s.skipped),
+        )
+        .gauge(
+            "in_flight",
+            "Writes in flight now (at most 256)",
+            i64::try_from(get(&s.in_flight)).unwrap_or(i64::MAX),
+        )
+        .counter("stored", "Offsets stored for commit", get(&s.stored))
+        .render();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            nearby_common::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
 }

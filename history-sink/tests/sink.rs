@@ -93,10 +93,9 @@ async fn positions_become_rows_once_and_the_rest_is_skipped() {
     let shutdown = CancellationToken::new();
     let sink = HistorySink::build(config, &shutdown).await.unwrap();
     let status = sink.status.clone();
-    let task = tokio::spawn(sink.run(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        shutdown.clone(),
-    ));
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let task = tokio::spawn(sink.run(admin, shutdown.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while status.rows.load(Ordering::Relaxed) < 4 {
         assert!(tokio::time::Instant::now() < deadline, "rows never written");
@@ -104,6 +103,29 @@ async fn positions_become_rows_once_and_the_rest_is_skipped() {
     }
     // Let the skipped records' offsets be stored too, then stop (which commits).
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The same counts on `/metrics`, as Prometheus text.
+    let metrics = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(admin_addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    for line in [
+        "# TYPE nearby_history_sink_rows_total counter\n",
+        "\nnearby_history_sink_rows_total 4\n",
+        "\nnearby_history_sink_poison_total 1\n",
+        "\nnearby_history_sink_skipped_total 1\n",
+        "\nnearby_history_sink_ready 1\n",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
+    }
     shutdown.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(status.poison.load(Ordering::Relaxed), 1);

@@ -99,8 +99,13 @@ impl std::fmt::Debug for DeliveryProducer {
 
 impl DeliveryProducer {
     /// A producer on `brokers` whose local queue holds at most `queue` records.
-    pub fn new(brokers: &str, topics: Topics, queue: usize) -> rdkafka::error::KafkaResult<Self> {
-        let counters = Arc::new(DeliveryCounters::default());
+    /// Outcomes are counted in `counters`.
+    pub fn new(
+        brokers: &str,
+        topics: Topics,
+        queue: usize,
+        counters: Arc<DeliveryCounters>,
+    ) -> rdkafka::error::KafkaResult<Self> {
         let mut config = nearby_common::kafka::producer_config(brokers);
         config
             .set("queue.buffering.max.messages", queue.to_string())

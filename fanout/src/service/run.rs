@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use super::config::FanoutServiceConfig;
 use super::graph::StoreGraph;
 use super::ownership;
-use super::producer::DeliveryProducer;
+use super::producer::{DeliveryCounters, DeliveryProducer};
 use crate::{Effects, Fanout, FanoutConfig};
 
 /// How long a metadata or offsets request may take at start-up.
@@ -43,6 +43,8 @@ pub struct Status {
     pub table_users: AtomicU64,
     /// Friend-list loads that failed (the user is linked to nobody until their next activation).
     pub graph_errors: AtomicU64,
+    /// What became of the deliveries produced.
+    pub deliveries: Arc<DeliveryCounters>,
 }
 
 /// A fanout instance, connected to the stack.
@@ -189,6 +191,7 @@ impl FanoutService {
             &stack.kafka_brokers,
             topics.clone(),
             self.config.delivery_queue,
+            self.status.deliveries.clone(),
         )?;
         let mut effects = Effects::default();
         let mut sweep = tokio::time::interval(self.config.sweep_interval);
@@ -363,9 +366,10 @@ impl FanoutService {
     }
 }
 
-/// `/healthz` and `/readyz` on the admin port.
+/// `/healthz`, `/readyz` and `/metrics` on the admin port.
 pub async fn serve_admin(listener: TcpListener, status: Arc<Status>, shutdown: CancellationToken) {
     use axum::routing::get;
+    let metrics_status = status.clone();
     let router = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -392,10 +396,67 @@ pub async fn serve_admin(listener: TcpListener, status: Arc<Status>, shutdown: C
                 }
             }),
         );
+    let router = router.route(
+        "/metrics",
+        get(move || async move { metrics(&metrics_status) }),
+    );
     if let Err(e) = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
     {
         warn!(error = %e, "admin port failed");
     }
+}
+
+/// Fanout's counters as Prometheus text.
+fn metrics(s: &Status) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let d = &s.deliveries;
+    let text = nearby_common::metrics::Snapshot::new("nearby_fanout")
+        .gauge(
+            "ready",
+            "1 once the table is rebuilt and partitions are assigned",
+            i64::from(s.ready.load(Ordering::Acquire)),
+        )
+        .counter("events", "Location events applied", get(&s.events))
+        .counter("poison", "Undecodable events skipped", get(&s.poison))
+        .counter("changes", "Friendship events applied", get(&s.changes))
+        .gauge(
+            "table_users",
+            "Users in the latest-position table",
+            i64::try_from(get(&s.table_users)).unwrap_or(i64::MAX),
+        )
+        .counter(
+            "graph_errors",
+            "Friend-list loads that failed",
+            get(&s.graph_errors),
+        )
+        .counter(
+            "deliveries_produced",
+            "Deliveries acked by Kafka",
+            get(&d.delivered),
+        )
+        .counter(
+            "delivery_records",
+            "Delivery records (one per step and gateway) acked by Kafka",
+            get(&d.records),
+        )
+        .counter(
+            "deliveries_failed",
+            "Deliveries Kafka did not take after retries, or not encodable",
+            get(&d.failed),
+        )
+        .counter(
+            "deliveries_queue_full",
+            "Deliveries dropped because the producer's queue stayed full",
+            get(&d.queue_full),
+        )
+        .render();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            nearby_common::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
 }

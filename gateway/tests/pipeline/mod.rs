@@ -22,6 +22,8 @@ pub const HOME: (f64, f64) = (37.7749, -122.4194);
 pub struct TestFanout {
     /// Its counters (events and changes applied).
     pub status: Arc<Status>,
+    /// Its admin port (`/readyz`, `/metrics`).
+    pub admin: std::net::SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -59,6 +61,7 @@ impl TestFanout {
         }
         Self {
             status,
+            admin: admin_addr,
             shutdown,
             task,
         }
