@@ -5,6 +5,7 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 use nearby_common::StackArgs;
 
+pub mod lag;
 pub mod replay;
 pub mod schema;
 pub mod token;
@@ -26,6 +27,8 @@ pub struct Cli {
 /// The admin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// How far the consumer groups are behind on the location topic, per partition.
+    Lag(lag::LagArgs),
     /// Read the location topic again from a time: history, the Redis cache, any group.
     Replay {
         /// What to replay.
@@ -51,6 +54,7 @@ pub enum Command {
 /// Runs one command, writing its report to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
     match cli.command {
+        Command::Lag(args) => lag::run(&cli.stack, &args, out).await,
         Command::Replay { action } => replay::run(&cli.stack, action, out).await,
         Command::Schema { action } => schema::run(&cli.stack, action, out).await,
         Command::Token(args) => token::run(&args, out),

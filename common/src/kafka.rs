@@ -231,3 +231,61 @@ pub async fn delete_topics(
     }
     Ok(())
 }
+
+/// How far a consumer group is behind on one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub partition: i32,
+    /// The group's committed offset (`None`: it never committed here).
+    pub committed: Option<i64>,
+    /// The partition's log start and end (high watermark).
+    pub low: i64,
+    /// The high watermark.
+    pub high: i64,
+    /// Records not yet committed: high − committed (from the log start when nothing is).
+    pub lag: i64,
+}
+
+/// `group`'s lag on each partition of `topic`, read with a consumer that carries the group's id
+/// but never subscribes: it does not join the group or move its offsets. Blocking (a few
+/// metadata and offset requests).
+pub fn group_lag(brokers: &str, group: &str, topic: &str) -> Result<Vec<PartitionLag>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = {
+        let mut config = client_config(brokers);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false");
+        config.create()?
+    };
+    let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT)?;
+    let mut partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    partitions.sort_unstable();
+    let mut asked = rdkafka::TopicPartitionList::new();
+    for &p in &partitions {
+        asked.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(asked, ADMIN_TIMEOUT)?;
+    partitions
+        .into_iter()
+        .map(|p| {
+            let (low, high) = consumer.fetch_watermarks(topic, p, ADMIN_TIMEOUT)?;
+            let committed = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(rdkafka::Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            Ok(PartitionLag {
+                partition: p,
+                committed,
+                low,
+                high,
+                lag: (high - committed.unwrap_or(low)).max(0),
+            })
+        })
+        .collect()
+}

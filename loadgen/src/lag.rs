@@ -3,15 +3,9 @@
 //! committed offset — and the fanout's and the sink's `/readyz` counters.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
-
-/// How long one Kafka request of a sample may take.
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One reading.
 #[derive(Debug, Clone, Serialize)]
@@ -43,42 +37,6 @@ pub struct LagTarget {
     pub sink_admin: Option<SocketAddr>,
 }
 
-/// A consumer that only reads committed offsets and watermarks. It carries the group's id but
-/// never subscribes, so it does not join the group or move its offsets.
-fn offsets_reader(target: &LagTarget) -> anyhow::Result<BaseConsumer> {
-    let mut config = nearby_common::kafka::client_config(&target.brokers);
-    config
-        .set("group.id", &target.group)
-        .set("enable.auto.commit", "false");
-    Ok(config.create()?)
-}
-
-/// The group's lag on the topic: Σ (high − committed), a partition with no commit counted from
-/// its low watermark.
-fn lag_once(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<i64> {
-    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut asked = TopicPartitionList::new();
-    for &p in &partitions {
-        asked.add_partition(topic, p);
-    }
-    let committed = consumer.committed_offsets(asked, KAFKA_TIMEOUT)?;
-    let mut lag = 0;
-    for &p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, KAFKA_TIMEOUT)?;
-        let at = match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => low,
-        };
-        lag += (high - at).max(0);
-    }
-    Ok(lag)
-}
-
 async fn readyz(addr: Option<SocketAddr>) -> Option<String> {
     let (_, body) = crate::net::http(addr?, "GET", "/readyz", None, "")
         .await
@@ -95,17 +53,21 @@ pub fn fanout_events(line: &str) -> Option<u64> {
 }
 
 /// One sample now.
-pub async fn sample(
-    target: &LagTarget,
-    consumer: &Arc<BaseConsumer>,
-    started: Instant,
-) -> LagSample {
+pub async fn sample(target: &LagTarget, started: Instant) -> LagSample {
     // rdkafka's offset and watermark calls block: off the async threads.
-    let (c, topic) = (consumer.clone(), target.topic.clone());
-    let lag = tokio::task::spawn_blocking(move || lag_once(&c, &topic).ok())
-        .await
-        .ok()
-        .flatten();
+    let (brokers, group, topic) = (
+        target.brokers.clone(),
+        target.group.clone(),
+        target.topic.clone(),
+    );
+    let lag = tokio::task::spawn_blocking(move || {
+        nearby_common::kafka::group_lag(&brokers, &group, &topic)
+            .ok()
+            .map(|parts| parts.iter().map(|p| p.lag).sum())
+    })
+    .await
+    .ok()
+    .flatten();
     let (fanout, sink) = tokio::join!(readyz(target.fanout_admin), readyz(target.sink_admin));
     LagSample {
         t_s: started.elapsed().as_secs_f64(),
@@ -123,22 +85,15 @@ pub async fn sample_until(
     started: Instant,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<LagSample> {
-    let consumer = match offsets_reader(&target) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("loadgen: no consumer-lag readings: {e:#}");
-            return Vec::new();
-        }
-    };
     let mut samples = Vec::new();
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = tick.tick() => samples.push(sample(&target, &consumer, started).await),
+            _ = tick.tick() => samples.push(sample(&target, started).await),
             _ = stop.changed() => break,
         }
     }
-    samples.push(sample(&target, &consumer, started).await);
+    samples.push(sample(&target, started).await);
     samples
 }
 
