@@ -137,12 +137,18 @@ pub async fn run(
         };
         // A fresh memo per record: a profile edit's cache invalidation shows at the next one.
         let mut memo = ProfileMemo::default();
+        // Counted per record, not per delivery: a labelled counter's look-up allocates.
+        let lefts = deliveries
+            .iter()
+            .filter(|d| matches!(d.payload, DeliveryPayload::FriendLeft(_)))
+            .count() as u64;
+        let locations = deliveries.len() as u64 - lefts;
+        for (kind, n) in [("friend_location", locations), ("friend_left", lefts)] {
+            if n > 0 {
+                Metrics::count(&metrics.deliveries, "kind", kind, n);
+            }
+        }
         for delivery in deliveries {
-            let kind = match delivery.payload {
-                DeliveryPayload::FriendLocation(_) => "friend_location",
-                DeliveryPayload::FriendLeft(_) => "friend_left",
-            };
-            Metrics::count(&metrics.deliveries, "kind", kind, 1);
             if let Some(frame) = frame(&users, &mut memo, &delivery.payload).await {
                 let n = registry.push(delivery.recipient_id, &frame);
                 debug!(recipient = delivery.recipient_id, sockets = n, "delivered");
