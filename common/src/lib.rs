@@ -1,6 +1,7 @@
 //! What several stages of Nearby Friends share: where the stack is, topic names, and the setup of
 //! Kafka clients, the CQL session and the Redis connection, so no stage writes them again.
 
+pub mod admin;
 pub mod auth;
 pub mod cql;
 pub mod error;

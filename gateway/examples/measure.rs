@@ -201,18 +201,7 @@ async fn http(
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    http_with(addr, method, path, token, "").await
-}
-
-/// [`http`] with a JSON request body (the load generator's client: one request per connection).
-async fn http_with(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> anyhow::Result<(u16, String)> {
-    nearby_loadgen::net::http(addr, method, path, token, body).await
+    nearby_loadgen::net::http(addr, method, path, token, "").await
 }
 
 /// `/readyz` of an admin port; fails unless it answers 200.
@@ -928,7 +917,7 @@ async fn timed_call(
     body: &str,
 ) -> anyhow::Result<(i64, i64)> {
     let start = now_us();
-    let (status, answer) = http_with(
+    let (status, answer) = nearby_loadgen::net::http(
         target.gateway,
         method,
         path,

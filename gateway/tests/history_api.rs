@@ -13,14 +13,10 @@ use pipeline::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use support::{TestGateway, http_raw, now_ms, token, user};
+use support::{TestGateway, brokers, http_raw, now_ms, token, user};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-
-fn brokers() -> String {
-    std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
 
 /// Every record on `<prefix>.location-updates`, read from the start up to the end it has now
 /// (its high watermarks): after an upload answered, that is everything it produced.

@@ -10,7 +10,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use nearby_schemas::{Delivery, DeliveryBatch, DeliveryPayload, FriendLeft, LeftReason};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use support::{TestGateway, http_raw, user};
 
@@ -60,10 +59,6 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         .collect()
 }
 
-fn brokers() -> String {
-    std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
 fn get(m: &BTreeMap<String, f64>, key: &str) -> f64 {
     m.get(key).copied().unwrap_or(0.0)
 }
@@ -101,23 +96,15 @@ async fn metrics_parse_and_move_with_reports_refusals_and_deliveries() {
     let batch = DeliveryBatch {
         deliveries: vec![left(user()), left(user())],
     };
-    let producer: FutureProducer = nearby_common::kafka::producer_config(&brokers())
-        .create()
-        .expect("producer");
     let topic = format!("{}.deliveries.gw-a", gw.prefix);
-    for bytes in [
-        nearby_schemas::to_vec(&batch).expect("encode"),
-        b"not a record".to_vec(),
-    ] {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(&topic).payload(&bytes),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produced");
-    }
+    support::produce_values(
+        &topic,
+        &[
+            nearby_schemas::to_vec(&batch).expect("encode"),
+            b"not a record".to_vec(),
+        ],
+    )
+    .await;
     assert!(c.next_of("friend_left", 10).await.is_some());
 
     // The counters move (the delivery consumer may still be on the bad record: wait a little).

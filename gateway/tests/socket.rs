@@ -11,11 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::json;
-use support::{TestGateway, user};
-
-fn brokers() -> String {
-    std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
+use support::{TestGateway, brokers, user};
 
 /// Every record of `user` on the location topic, read from the start.
 fn location_records(prefix: &str, user: i64) -> Vec<LocationEvent> {
@@ -340,9 +336,6 @@ async fn a_batch_record_reaches_each_recipient_in_order_and_poison_is_skipped() 
     }
     let mut mine = gw.connect(me).await;
     let mut theirs = gw.connect(other).await;
-    let producer: FutureProducer = nearby_common::kafka::producer_config(&brokers())
-        .create()
-        .expect("producer");
     let at = |recipient, friend, distance_m| Delivery {
         recipient_id: recipient,
         payload: DeliveryPayload::FriendLocation(FriendLocation {
@@ -363,19 +356,14 @@ async fn a_batch_record_reaches_each_recipient_in_order_and_poison_is_skipped() 
     };
     let topic = format!("{}.deliveries.gw-a", gw.prefix);
     // A record no schema reads first: it is skipped, and the batch after it still arrives.
-    for bytes in [
-        b"\xc3\x01not avro".to_vec(),
-        nearby_schemas::to_vec(&batch).expect("encode"),
-    ] {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(&topic).payload(&bytes),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produced");
-    }
+    support::produce_values(
+        &topic,
+        &[
+            b"\xc3\x01not avro".to_vec(),
+            nearby_schemas::to_vec(&batch).expect("encode"),
+        ],
+    )
+    .await;
     let first = mine
         .next_of("friend_location", 10)
         .await

@@ -116,7 +116,11 @@ impl HistorySink {
         }
         let consumer: StreamConsumer = client.create()?;
         consumer.subscribe(&[&topic])?;
-        let admin_task = tokio::spawn(serve_admin(admin, self.status.clone(), shutdown.clone()));
+        let admin_task = tokio::spawn(nearby_common::admin::serve(
+            admin,
+            self.status.clone(),
+            shutdown.clone(),
+        ));
         info!(%topic, group = %self.config.group_id, keyspace = %stack.cql_keyspace, "history sink started");
 
         // The bound on writes in flight: the loop reads a record only when a permit is free, so
@@ -306,57 +310,33 @@ async fn write(
     let _ = done.send(at);
 }
 
-/// `/healthz`, `/readyz` (with the counters) and `/metrics` on the admin port.
-pub async fn serve_admin(
-    listener: TcpListener,
-    status: Arc<SinkStatus>,
-    shutdown: CancellationToken,
-) {
-    use axum::routing::get;
-    let metrics_status = status.clone();
-    let router = axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let s = status.clone();
-                async move {
-                    let body = format!(
-                        "rows={} retries={} poison={} skipped={} in_flight={} stored={}",
-                        s.rows.load(Ordering::Relaxed),
-                        s.retries.load(Ordering::Relaxed),
-                        s.poison.load(Ordering::Relaxed),
-                        s.skipped.load(Ordering::Relaxed),
-                        s.in_flight.load(Ordering::Relaxed),
-                        s.stored.load(Ordering::Relaxed),
-                    );
-                    if s.ready.load(Ordering::Relaxed) {
-                        (axum::http::StatusCode::OK, format!("ready {body}"))
-                    } else {
-                        (
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            format!("waiting for records {body}"),
-                        )
-                    }
-                }
-            }),
+impl nearby_common::admin::AdminView for SinkStatus {
+    fn readiness(&self) -> (bool, String) {
+        let body = format!(
+            "rows={} retries={} poison={} skipped={} in_flight={} stored={}",
+            self.rows.load(Ordering::Relaxed),
+            self.retries.load(Ordering::Relaxed),
+            self.poison.load(Ordering::Relaxed),
+            self.skipped.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed),
+            self.stored.load(Ordering::Relaxed),
         );
-    let router = router.route(
-        "/metrics",
-        get(move || async move { metrics(&metrics_status) }),
-    );
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        warn!(error = %e, "admin port failed");
+        if self.ready.load(Ordering::Relaxed) {
+            (true, format!("ready {body}"))
+        } else {
+            (false, format!("waiting for records {body}"))
+        }
+    }
+
+    fn metrics(&self) -> String {
+        metrics(self)
     }
 }
 
 /// The sink's counters as Prometheus text.
-fn metrics(s: &SinkStatus) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+fn metrics(s: &SinkStatus) -> String {
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let text = nearby_common::metrics::Snapshot::new("nearby_history_sink")
+    nearby_common::metrics::Snapshot::new("nearby_history_sink")
         .gauge(
             "ready",
             "1 once partitions are assigned and records flow",
@@ -380,12 +360,5 @@ fn metrics(s: &SinkStatus) -> ([(axum::http::HeaderName, &'static str); 1], Stri
             i64::try_from(get(&s.in_flight)).unwrap_or(i64::MAX),
         )
         .counter("stored", "Offsets stored for commit", get(&s.stored))
-        .render();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            nearby_common::metrics::CONTENT_TYPE,
-        )],
-        text,
-    )
+        .render()
 }

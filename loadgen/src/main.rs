@@ -90,22 +90,19 @@ fn main() -> anyhow::Result<()> {
                 r.counts.friend_left,
                 r.counts.error_frames
             );
-            println!(
-                "latency ms: p50 {}  p90 {}  p99 {}  max {}  ({} timed)",
-                ms(r.latency.p50_ms),
-                ms(r.latency.p90_ms),
-                ms(r.latency.p99_ms),
-                ms(r.latency.max_ms),
-                r.latency.count
-            );
-            println!(
-                "latency ms after the first interval: p50 {}  p90 {}  p99 {}  max {}  ({} timed)",
-                ms(r.latency_steady.p50_ms),
-                ms(r.latency_steady.p90_ms),
-                ms(r.latency_steady.p99_ms),
-                ms(r.latency_steady.max_ms),
-                r.latency_steady.count
-            );
+            for (label, l) in [
+                ("latency ms", &r.latency),
+                ("latency ms after the first interval", &r.latency_steady),
+            ] {
+                println!(
+                    "{label}: p50 {}  p90 {}  p99 {}  max {}  ({} timed)",
+                    ms(l.p50_ms),
+                    ms(l.p90_ms),
+                    ms(l.p99_ms),
+                    ms(l.max_ms),
+                    l.count
+                );
+            }
             for (stage, c) in &r.costs.stages {
                 println!(
                     "{stage}: {:.2} CPU s, {} CPU s per 1 M reports",

@@ -95,7 +95,11 @@ impl FanoutService {
         let topic = topics.location_updates();
         let ttl_ms = self.config.rules.ttl_ms();
 
-        let admin_task = tokio::spawn(serve_admin(admin, self.status.clone(), shutdown.clone()));
+        let admin_task = tokio::spawn(nearby_common::admin::serve(
+            admin,
+            self.status.clone(),
+            shutdown.clone(),
+        ));
 
         // The table reader: every partition, from the first offset of the last TTL window.
         let table: StreamConsumer = {
@@ -366,53 +370,33 @@ impl FanoutService {
     }
 }
 
-/// `/healthz`, `/readyz` and `/metrics` on the admin port.
-pub async fn serve_admin(listener: TcpListener, status: Arc<Status>, shutdown: CancellationToken) {
-    use axum::routing::get;
-    let metrics_status = status.clone();
-    let router = axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let status = status.clone();
-                async move {
-                    let body = format!(
-                        "events={} changes={} users={} poison={} graph_errors={}",
-                        status.events.load(Ordering::Relaxed),
-                        status.changes.load(Ordering::Relaxed),
-                        status.table_users.load(Ordering::Relaxed),
-                        status.poison.load(Ordering::Relaxed),
-                        status.graph_errors.load(Ordering::Relaxed),
-                    );
-                    if status.ready.load(Ordering::Acquire) {
-                        (axum::http::StatusCode::OK, format!("ready {body}"))
-                    } else {
-                        (
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            format!("catching up {body}"),
-                        )
-                    }
-                }
-            }),
+impl nearby_common::admin::AdminView for Status {
+    fn readiness(&self) -> (bool, String) {
+        let body = format!(
+            "events={} changes={} users={} poison={} graph_errors={}",
+            self.events.load(Ordering::Relaxed),
+            self.changes.load(Ordering::Relaxed),
+            self.table_users.load(Ordering::Relaxed),
+            self.poison.load(Ordering::Relaxed),
+            self.graph_errors.load(Ordering::Relaxed),
         );
-    let router = router.route(
-        "/metrics",
-        get(move || async move { metrics(&metrics_status) }),
-    );
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        warn!(error = %e, "admin port failed");
+        if self.ready.load(Ordering::Acquire) {
+            (true, format!("ready {body}"))
+        } else {
+            (false, format!("catching up {body}"))
+        }
+    }
+
+    fn metrics(&self) -> String {
+        metrics(self)
     }
 }
 
 /// Fanout's counters as Prometheus text.
-fn metrics(s: &Status) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+fn metrics(s: &Status) -> String {
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let d = &s.deliveries;
-    let text = nearby_common::metrics::Snapshot::new("nearby_fanout")
+    nearby_common::metrics::Snapshot::new("nearby_fanout")
         .gauge(
             "ready",
             "1 once the table is rebuilt and partitions are assigned",
@@ -451,12 +435,5 @@ fn metrics(s: &Status) -> ([(axum::http::HeaderName, &'static str); 1], String) 
             "Deliveries dropped because the producer's queue stayed full",
             get(&d.queue_full),
         )
-        .render();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            nearby_common::metrics::CONTENT_TYPE,
-        )],
-        text,
-    )
+        .render()
 }

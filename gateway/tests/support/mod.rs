@@ -348,3 +348,26 @@ pub async fn http_raw(
         body,
     }
 }
+
+/// The stack's Kafka (`NEARBY_KAFKA_BROKERS`, or the local default).
+pub fn brokers() -> String {
+    std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Produces `values` to `topic` in order, without keys, each acked before the next.
+pub async fn produce_values(topic: &str, values: &[Vec<u8>]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = nearby_common::kafka::producer_config(&brokers())
+        .create()
+        .expect("producer");
+    for value in values {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(topic).payload(value),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produced");
+    }
+}
