@@ -26,6 +26,7 @@ use futures::StreamExt;
 use rand::Rng;
 use serde::Serialize;
 
+use crate::procfs::cpu_secs;
 use crate::sim::{City, CityConfig};
 
 /// What the baseline run does.
@@ -140,18 +141,9 @@ fn now_us() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// CPU seconds (user + system) from a `/proc/.../stat` file.
-fn cpu_seconds(stat_path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(stat_path).ok()?;
-    // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
-    // Linux reports clock ticks of 1/100 s on every platform this runs on (USER_HZ).
-    Some((utime + stime) / 100.0)
-}
-
-/// The process id of the `redis-server` listening on `port`.
+/// The process id of the `redis-server` listening on `port`. Found by `comm` and the address
+/// in its command line: Redis rewrites its title to `redis-server ADDR:PORT`, so
+/// [`crate::procfs::pids_named`]'s `argv[0]` check does not match it.
 fn find_redis(port: u16) -> Option<u32> {
     let want = format!(":{port}");
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
@@ -238,7 +230,7 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let cpu0 = cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0);
+            let cpu0 = cpu_secs("thread-self").unwrap_or(0.0);
             let mut out = rt.block_on(subscribe_and_filter(
                 &client,
                 &prefix,
@@ -250,7 +242,7 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
                 &subscribed,
                 &stop,
             ))?;
-            out.cpu_s = cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0) - cpu0;
+            out.cpu_s = cpu_secs("thread-self").unwrap_or(0.0) - cpu0;
             Ok(out)
         }
     });
@@ -266,22 +258,22 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
     }
 
     // The publisher: this thread, standing in for the phones.
-    let redis0 = cpu_seconds(&format!("/proc/{redis_pid}/stat")).unwrap_or(0.0);
-    let pub_cpu0 = cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0);
+    let redis0 = cpu_secs(&redis_pid.to_string()).unwrap_or(0.0);
+    let pub_cpu0 = cpu_secs("thread-self").unwrap_or(0.0);
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let published = rt.block_on(publish(args, city, &client, &prefix, &positions))?;
     let seconds = started.elapsed().as_secs_f64();
-    let publisher_cpu_s = cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0) - pub_cpu0;
+    let publisher_cpu_s = cpu_secs("thread-self").unwrap_or(0.0) - pub_cpu0;
     // Let the last messages arrive, then stop the subscribers.
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Release);
     let received = subscriber
         .join()
         .map_err(|_| anyhow::anyhow!("subscriber panicked"))??;
-    let redis_cpu_s = cpu_seconds(&format!("/proc/{redis_pid}/stat")).unwrap_or(0.0) - redis0;
+    let redis_cpu_s = cpu_secs(&redis_pid.to_string()).unwrap_or(0.0) - redis0;
     if let Some(phones) = phones {
         phones.stop();
     }
