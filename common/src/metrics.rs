@@ -51,6 +51,23 @@ impl Snapshot {
         self
     }
 
+    /// Adds a gauge family with one label, a value per label value (per-partition lag, say:
+    /// `name{partition="3"} 12`). Label values must be few (partitions, kinds), never user ids.
+    pub fn gauges(
+        mut self,
+        name: &str,
+        help: &str,
+        label: &'static str,
+        values: &[(String, i64)],
+    ) -> Self {
+        let family: Family<Label, Gauge> = Family::default();
+        for (value, n) in values {
+            family.get_or_create(&vec![(label, value.clone())]).set(*n);
+        }
+        self.0.register(name, help, family);
+        self
+    }
+
     /// The snapshot as Prometheus text.
     pub fn render(&self) -> String {
         render(&self.0)
@@ -96,5 +113,20 @@ mod tests {
         );
         assert!(text.contains("nearby_x_rows_total 7\n"), "{text}");
         assert!(text.contains("nearby_x_in_flight 3\n"), "{text}");
+    }
+
+    #[test]
+    fn a_snapshot_renders_one_gauge_per_label_value() {
+        let text = Snapshot::new("nearby_x")
+            .gauges(
+                "lag",
+                "Records behind",
+                "partition",
+                &[("0".into(), 5), ("1".into(), 0)],
+            )
+            .render();
+        assert!(text.contains("# TYPE nearby_x_lag gauge\n"), "{text}");
+        assert!(text.contains("nearby_x_lag{partition=\"0\"} 5\n"), "{text}");
+        assert!(text.contains("nearby_x_lag{partition=\"1\"} 0\n"), "{text}");
     }
 }

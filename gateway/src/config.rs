@@ -72,6 +72,16 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_SEND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub send_timeout: Duration,
 
+    /// A draining gateway sends each client `reconnect` at a random moment within this window,
+    /// so its clients arrive at the other gateways spread out rather than all at once.
+    #[arg(long, env = "NEARBY_DRAIN_WINDOW", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_window: Duration,
+
+    /// After its `reconnect`, how long a session keeps reading its client (whose reports are
+    /// still taken) before it closes the socket with 1001.
+    #[arg(long, env = "NEARBY_DRAIN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_grace: Duration,
+
     /// Frames per second a connection may send, sustained (all frame types).
     #[arg(long, env = "NEARBY_FRAME_RATE", default_value_t = 10.0)]
     pub frame_rate: f64,
@@ -149,6 +159,12 @@ impl GatewayConfig {
         let mut problems = Vec::new();
         if self.ping_interval >= self.idle_timeout {
             problems.push("NEARBY_PING_INTERVAL must be shorter than NEARBY_IDLE_TIMEOUT");
+        }
+        if self.drain_window > Duration::from_secs(3600)
+            || self.drain_grace > Duration::from_secs(600)
+        {
+            problems
+                .push("NEARBY_DRAIN_WINDOW must be at most 1h and NEARBY_DRAIN_GRACE at most 10m");
         }
         if self.max_frame_bytes == 0 || self.max_frame_bytes > self.hard_frame_bytes {
             problems.push("NEARBY_MAX_FRAME_BYTES must be between 1 and NEARBY_HARD_FRAME_BYTES");

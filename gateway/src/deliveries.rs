@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use nearby_common::UserId;
+use nearby_common::kafka::LagStats;
 use nearby_common::users::Profile;
 use nearby_schemas::{Delivery, DeliveryBatch, DeliveryPayload, Error as SchemaError};
 use rdkafka::Message;
@@ -30,8 +31,11 @@ pub fn consumer(
     brokers: &str,
     gateway_id: &str,
     topic: &str,
-) -> nearby_common::Result<StreamConsumer> {
+    stats: LagStats,
+) -> nearby_common::Result<StreamConsumer<LagStats>> {
     let mut config = nearby_common::kafka::client_config(brokers);
+    // Its lag (`/metrics`) comes from the client's statistics every 5 s.
+    nearby_common::kafka::with_lag_stats(&mut config, std::time::Duration::from_secs(5));
     config
         .set("group.id", format!("nearby-gateway-{gateway_id}"))
         .set("enable.auto.commit", "false")
@@ -39,7 +43,7 @@ pub fn consumer(
         // The broker answers a fetch as soon as one record is there (fetch.min.bytes 1): the
         // wait only bounds how often an idle reader asks again (10 ms doubled idle CPU).
         .set("fetch.wait.max.ms", "100");
-    let consumer: StreamConsumer = config.create()?;
+    let consumer: StreamConsumer<LagStats> = config.create_with_context(stats)?;
     nearby_common::kafka::assign_from_end(&consumer, topic)?;
     Ok(consumer)
 }
@@ -102,7 +106,7 @@ pub async fn frame(
 
 /// Runs until `shutdown`: every delivery goes to the recipient's queues.
 pub async fn run(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagStats>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     users: Users,

@@ -244,11 +244,11 @@ pub async fn ws(
             "this gateway holds all the connections it can: try again",
         ));
     };
-    if gw.shutdown.is_cancelled() {
+    if gw.shutdown.is_cancelled() || gw.drain.is_started() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "draining",
-            "this gateway is shutting down: connect again",
+            "this gateway is draining: connect again (to another gateway)",
         ));
     }
     let cfg = &gw.config;

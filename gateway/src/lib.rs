@@ -9,6 +9,7 @@ pub mod changes;
 pub mod config;
 pub mod deliveries;
 pub mod demo;
+pub mod drain;
 pub mod http;
 pub mod locations;
 pub mod metrics;
@@ -68,6 +69,8 @@ pub struct Gateway {
     pub connections: Arc<Semaphore>,
     /// Cancelled to stop everything.
     pub shutdown: CancellationToken,
+    /// Taking the gateway out of service: `reconnect` to every client, then stop.
+    pub drain: drain::Drain,
     /// Whether the delivery consumer is reading (readiness).
     pub deliveries_ready: Arc<AtomicBool>,
     /// Counters and gauges (`/metrics` on the admin port).
@@ -151,6 +154,7 @@ impl Gateway {
             registry: Arc::default(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             shutdown,
+            drain: drain::Drain::new(config.drain_window, config.drain_grace),
             deliveries_ready: Arc::default(),
             metrics: Arc::default(),
             config,
@@ -181,6 +185,34 @@ impl Gateway {
     }
 }
 
+/// Once a drain starts, stops the gateway (cancels its shutdown token) when every session has
+/// ended, or at the drain's deadline.
+async fn stop_when_drained(gw: Arc<Gateway>) {
+    tokio::select! {
+        () = gw.shutdown.cancelled() => return,
+        () = gw.drain.started() => {}
+    }
+    let deadline = gw
+        .drain
+        .deadline()
+        .unwrap_or_else(tokio::time::Instant::now);
+    // Sessions end in their own tasks; a permit is held from the upgrade until the session's
+    // disconnect is recorded, so "all permits back" means no socket is left, including one
+    // still being set up when the drain began. Looking every 50 ms is cheap and bounded.
+    loop {
+        let open = gw.config.max_connections - gw.connections.available_permits();
+        if open == 0 || tokio::time::Instant::now() >= deadline {
+            info!(open, "drain finished: stopping");
+            break;
+        }
+        tokio::select! {
+            () = gw.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    gw.shutdown.cancel();
+}
+
 /// Serves clients on `listener` and operators on `admin_listener`, and consumes the delivery
 /// topic, until the gateway's shutdown token is cancelled; then closes every socket and waits
 /// (bounded) for the records in flight.
@@ -193,7 +225,12 @@ pub async fn run(
     let topic = stack.topics()?.deliveries(&gw.config.gateway_id)?;
     // The consumer starts from the topic's current end, fixed before it is assigned: from here
     // on no delivery for this gateway is missed, so it is ready.
-    let consumer = deliveries::consumer(&stack.kafka_brokers, &gw.config.gateway_id, &topic)?;
+    let consumer = deliveries::consumer(
+        &stack.kafka_brokers,
+        &gw.config.gateway_id,
+        &topic,
+        gw.metrics.delivery_stats.clone(),
+    )?;
     // Likewise for change notices: from here on no cached entry outlives its change.
     let change_reader = nearby_common::friendship::tail_reader(
         &stack.kafka_brokers,
@@ -216,6 +253,8 @@ pub async fn run(
         gw.shutdown.clone(),
     ));
 
+    let drain_task = tokio::spawn(stop_when_drained(gw.clone()));
+
     info!(addr = %listener.local_addr()?, admin = %admin_listener.local_addr()?, gateway = %gw.config.gateway_id, "gateway listening");
     let shutdown = gw.shutdown.clone();
     // TCP_NODELAY on every client socket: a frame is a whole message for a screen, and Nagle's
@@ -235,6 +274,7 @@ pub async fn run(
     admin?;
     let _ = delivery_task.await;
     let _ = change_task.await;
+    let _ = drain_task.await;
     // Sessions end on the same token and record their disconnects; give them a bounded moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !gw.registry.is_empty() && tokio::time::Instant::now() < deadline {

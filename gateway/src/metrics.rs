@@ -20,6 +20,17 @@ pub struct Metrics {
     pub delivery_errors: Family<Label, Counter>,
     /// Frames dropped from full outboxes (slow clients; newest wins).
     pub outbox_dropped: Counter,
+    /// `reconnect` frames sent by a draining gateway.
+    pub reconnects_sent: Counter,
+    /// 1 while the gateway drains (set when scraped).
+    pub draining: Gauge<i64>,
+    /// Records on the delivery topic not read yet (set when scraped).
+    pub delivery_lag: Gauge<i64>,
+    /// Where the delivery reader's client statistics put its lag.
+    pub delivery_stats: nearby_common::kafka::LagStats,
+    /// Location records handed to the producer and not yet acknowledged by Kafka (set when
+    /// scraped).
+    pub produce_queue: Gauge<i64>,
 }
 
 impl Default for Metrics {
@@ -33,6 +44,11 @@ impl Default for Metrics {
             delivery_records: Counter::default(),
             delivery_errors: Family::default(),
             outbox_dropped: Counter::default(),
+            reconnects_sent: Counter::default(),
+            draining: Gauge::default(),
+            delivery_lag: Gauge::default(),
+            delivery_stats: Default::default(),
+            produce_queue: Gauge::default(),
         };
         registry.register("connections", "Sockets open", m.connections.clone());
         registry.register(
@@ -59,6 +75,22 @@ impl Default for Metrics {
             "outbox_dropped",
             "Frames dropped from full client queues",
             m.outbox_dropped.clone(),
+        );
+        registry.register(
+            "reconnects_sent",
+            "reconnect frames sent while draining",
+            m.reconnects_sent.clone(),
+        );
+        registry.register("draining", "1 while the gateway drains", m.draining.clone());
+        registry.register(
+            "delivery_lag",
+            "Records on this gateway's delivery topic not read yet",
+            m.delivery_lag.clone(),
+        );
+        registry.register(
+            "produce_queue",
+            "Records handed to the Kafka producer and not acknowledged yet",
+            m.produce_queue.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -121,12 +121,35 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
     let idle = tokio::time::sleep_until(last_seen + cfg.idle_timeout);
     tokio::pin!(idle);
     let shutdown = gw.shutdown.clone();
+    // The drain's timer, made only once a drain starts (idle sessions stay small): first it
+    // runs to this session's turn to be sent `reconnect`, then to the end of its grace.
+    let mut drain_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut reconnect_sent = false;
 
     let close_with = loop {
         tokio::select! {
-            // Shutdown first: a draining gateway stops taking work before anything else.
+            // Shutdown first: a stopping gateway stops taking work before anything else.
             biased;
             () = shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
+            () = gw.drain.started(), if drain_timer.is_none() => {
+                drain_timer = Some(Box::pin(tokio::time::sleep_until(gw.drain.turn())));
+            }
+            () = async { if let Some(t) = drain_timer.as_mut() { t.await } }, if drain_timer.is_some() => {
+                if reconnect_sent {
+                    break Some((close::GOING_AWAY, "drained: connect again"));
+                }
+                // The client reconnects elsewhere and closes this socket; until it does, its
+                // frames are still read and its reports still taken, so none is lost.
+                let frame = ServerFrame::Reconnect { reason: "draining", after_ms: None };
+                if send_all(&mut sink, vec![frame], cfg.send_timeout).await.is_err() {
+                    break None;
+                }
+                gw.metrics.reconnects_sent.inc();
+                reconnect_sent = true;
+                if let Some(t) = drain_timer.as_mut() {
+                    t.as_mut().reset(Instant::now() + gw.drain.grace);
+                }
+            }
             batch = conn.outbox.next_batch() => {
                 if batch.is_empty() {
                     break None;

@@ -189,6 +189,11 @@ impl Ingest {
             .snapshot(limiter.tracked_users(), limiter.evictions())
     }
 
+    /// Records handed to the producer and not yet acknowledged by Kafka (its queue's depth).
+    pub fn queued(&self) -> usize {
+        self.inner.producer.queued()
+    }
+
     /// Waits up to `timeout` for records still queued in the producer to be delivered: call
     /// it at shutdown, after the callers have stopped.
     pub async fn flush(&self, timeout: Duration) -> Result<()> {

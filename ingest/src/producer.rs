@@ -61,6 +61,11 @@ impl LocationProducer {
         })
     }
 
+    /// Records handed to librdkafka and not yet acknowledged (queued or in flight).
+    pub(crate) fn queued(&self) -> usize {
+        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+    }
+
     /// The topic this producer writes to.
     pub(crate) fn topic(&self) -> &str {
         &self.topic

@@ -57,6 +57,16 @@ pub struct FanoutServiceConfig {
     #[arg(long, env = "NEARBY_DELIVERY_QUEUE", default_value_t = 100_000)]
     pub delivery_queue: usize,
 
+    /// How long the group waits for a silent instance (killed, or cut off) before giving its
+    /// partitions to the others: the longest pause in deliveries such a failure causes.
+    #[arg(long, env = "NEARBY_FANOUT_SESSION_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub session_timeout: Duration,
+
+    /// How often the location topic's partition count is read again: partitions added to the
+    /// topic are then read into the table (from their start) and shared in the group.
+    #[arg(long, env = "NEARBY_PARTITION_CHECK", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub partition_check: Duration,
+
     /// Where the stack is.
     #[command(flatten)]
     pub stack: StackArgs,
@@ -78,6 +88,13 @@ impl FanoutServiceConfig {
             || self.graph_loads == 0
         {
             return Err("NEARBY_FRIEND_CACHE_CAPACITY, NEARBY_DELIVERY_QUEUE, NEARBY_STEP_EVENTS and NEARBY_GRAPH_LOADS must be positive".into());
+        }
+        if !(Duration::from_secs(6)..=Duration::from_secs(300)).contains(&self.session_timeout) {
+            // The broker's default group.min.session.timeout.ms is 6 s.
+            return Err("NEARBY_FANOUT_SESSION_TIMEOUT must be between 6s and 5m".into());
+        }
+        if self.partition_check.is_zero() {
+            return Err("NEARBY_PARTITION_CHECK must be positive".into());
         }
         self.stack
             .topics()

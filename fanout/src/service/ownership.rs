@@ -2,27 +2,69 @@
 //! that fetches nothing (its partitions are paused as soon as they are assigned) and exists to
 //! take part in the group's assignment and to commit how far fan-out got.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, TopicPartitionList};
-use tracing::info;
+use tracing::{info, warn};
 
 /// The set of owned partitions, shared with the run loop.
 pub type Owned = Arc<RwLock<BTreeSet<i32>>>;
+
+/// The table reader's next offset per partition, shared with the run loop (which writes it
+/// after each step) so a revoke can commit how far fan-out got.
+pub type Progress = Arc<Mutex<HashMap<i32, i64>>>;
 
 /// Keeps [`Owned`] in step with the group's assignment.
 #[derive(Debug)]
 pub struct OwnershipContext {
     owned: Owned,
     joined: Arc<std::sync::atomic::AtomicBool>,
+    progress: Progress,
+    topic: String,
 }
 
 impl ClientContext for OwnershipContext {}
 
 impl ConsumerContext for OwnershipContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        // Stop fanning out the revoked partitions first, then record how far this instance got
+        // (synchronously: the new owner may read the commit as soon as this returns).
+        {
+            let mut owned = self.owned.write().unwrap_or_else(|p| p.into_inner());
+            for e in tpl.elements() {
+                owned.remove(&e.partition());
+            }
+        }
+        let progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut done = TopicPartitionList::new();
+        for e in tpl.elements() {
+            if let Some(next) = progress.get(&e.partition()) {
+                let _ = done.add_partition_offset(
+                    &self.topic,
+                    e.partition(),
+                    rdkafka::Offset::Offset(*next),
+                );
+            }
+        }
+        if done.count() > 0
+            && let Err(e) = consumer.commit(&done, CommitMode::Sync)
+        {
+            warn!(error = %e, "commit on revoke failed");
+        }
+    }
+
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // Incremental (cooperative) assignment: partitions are added and revoked one by one.
         let mut owned = self.owned.write().unwrap_or_else(|p| p.into_inner());
@@ -47,47 +89,60 @@ impl ConsumerContext for OwnershipContext {
     }
 }
 
-/// Joins `group` on `topic`; returns the consumer (poll it to keep membership), the set, and a
-/// flag raised at the first assignment (an instance may own no partition and still be in).
+/// Joins `group` on `topic`, keeping `owned` in step with the assignment and raising `joined`
+/// at the first assignment (an instance may own no partition and still be in). Poll the
+/// consumer to keep the membership. A member silent for `session_timeout` (killed) loses its
+/// partitions to the others.
 pub fn join(
     brokers: &str,
     group: &str,
     topic: &str,
-) -> KafkaResult<(
-    StreamConsumer<OwnershipContext>,
-    Owned,
-    Arc<std::sync::atomic::AtomicBool>,
-)> {
-    let owned = Owned::default();
-    let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    session_timeout: std::time::Duration,
+    owned: Owned,
+    joined: Arc<std::sync::atomic::AtomicBool>,
+    progress: Progress,
+) -> KafkaResult<StreamConsumer<OwnershipContext>> {
     let mut config = nearby_common::kafka::consumer_config(brokers, group);
     // Offsets are committed explicitly from the table reader's progress.
-    config.set("enable.auto.commit", "false");
+    config
+        .set("enable.auto.commit", "false")
+        .set(
+            "session.timeout.ms",
+            session_timeout.as_millis().to_string(),
+        )
+        // Heartbeats at a third of the session timeout, as Kafka advises.
+        .set(
+            "heartbeat.interval.ms",
+            (session_timeout.as_millis() / 3).to_string(),
+        );
     let consumer: StreamConsumer<OwnershipContext> =
         config.create_with_context(OwnershipContext {
-            owned: owned.clone(),
-            joined: joined.clone(),
+            owned,
+            joined,
+            progress,
+            topic: topic.to_owned(),
         })?;
     consumer.subscribe(&[topic])?;
-    Ok((consumer, owned, joined))
+    Ok(consumer)
 }
 
-/// Commits `positions` (next offsets to read) for the partitions still owned.
-pub fn commit(
-    consumer: &StreamConsumer<OwnershipContext>,
-    owned: &Owned,
-    topic: &str,
-    positions: &[(i32, i64)],
-) -> KafkaResult<()> {
-    let owned = owned.read().unwrap_or_else(|p| p.into_inner()).clone();
+/// Commits the progress of the partitions still owned.
+pub fn commit(consumer: &StreamConsumer<OwnershipContext>, mode: CommitMode) -> KafkaResult<()> {
+    let ctx = consumer.context();
+    let owned = ctx.owned.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let progress = ctx
+        .progress
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let mut tpl = TopicPartitionList::new();
-    for (p, next) in positions {
-        if owned.contains(p) {
-            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*next))?;
+    for (p, next) in progress {
+        if owned.contains(&p) {
+            tpl.add_partition_offset(&ctx.topic, p, rdkafka::Offset::Offset(next))?;
         }
     }
     if tpl.count() == 0 {
         return Ok(());
     }
-    consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async)
+    consumer.commit(&tpl, mode)
 }

@@ -121,6 +121,12 @@ impl DeliveryProducer {
         })
     }
 
+    /// Records queued in the producer and not yet acknowledged.
+    pub fn queued(&self) -> usize {
+        use rdkafka::producer::Producer;
+        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+    }
+
     /// Queues `deliveries` (one fanout step's, in order) as one record per gateway, split in
     /// records of at most [`MAX_BATCH`]. The order among one gateway's deliveries is kept;
     /// deliveries to different gateways are independent.

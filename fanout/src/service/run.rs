@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
+use nearby_common::kafka::LagStats;
 use nearby_common::partition::partition_of_user;
 use nearby_common::redis_store::{LatestLocation, LocationCache};
 use nearby_common::users::UserStore;
 use nearby_schemas::{FriendshipEvent, FriendshipKind, LocationBody, LocationEvent};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
@@ -24,6 +25,9 @@ use super::graph::StoreGraph;
 use super::ownership;
 use super::producer::{DeliveryCounters, DeliveryProducer};
 use crate::{Effects, Fanout, FanoutConfig};
+
+/// How often the table reader's statistics (its per-partition lag) are refreshed.
+const LAG_STATS_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a metadata or offsets request may take at start-up.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,6 +49,80 @@ pub struct Status {
     pub graph_errors: AtomicU64,
     /// What became of the deliveries produced.
     pub deliveries: Arc<DeliveryCounters>,
+    /// Partitions of the location topic this instance fans out.
+    pub owned_partitions: AtomicU64,
+    /// Delivery records queued in the producer, not yet acknowledged.
+    pub delivery_queue: AtomicU64,
+    /// The table reader's lag per partition (records behind the end), at the last sweep.
+    pub lag: std::sync::Mutex<Vec<(i32, i64)>>,
+}
+
+impl Status {
+    fn set_lag(&self, lag: Vec<(i32, i64)>) {
+        *self.lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+}
+
+/// How many partitions `topic` has (0 if it does not exist).
+fn partitions_of<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+) -> anyhow::Result<i32> {
+    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
+    let n = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    Ok(i32::try_from(n)?)
+}
+
+/// Reads the partition count of `topic` every `every` and sends it when it grows.
+async fn watch_partitions(
+    brokers: String,
+    topic: String,
+    every: Duration,
+    count: tokio::sync::watch::Sender<i32>,
+    shutdown: CancellationToken,
+) {
+    let reader: Arc<rdkafka::consumer::BaseConsumer> =
+        match nearby_common::kafka::client_config(&brokers).create() {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                warn!(error = %e, "partition watcher not started");
+                return;
+            }
+        };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        // A metadata request blocks its thread (briefly): off the runtime's workers.
+        let (reader, t) = (reader.clone(), topic.clone());
+        match tokio::task::spawn_blocking(move || partitions_of(&*reader, &t)).await {
+            Ok(Ok(n)) if n > *count.borrow() => {
+                let _ = count.send(n);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "partition count not read"),
+            Err(e) => warn!(error = %e, "partition watcher failed"),
+        }
+    }
+}
+
+/// Polls the group consumer: that keeps the membership alive and runs the rebalance
+/// callbacks. Its partitions are paused, so no record comes back.
+async fn keep_membership(
+    group: Arc<StreamConsumer<ownership::OwnershipContext>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = group.recv() => if let Err(e) = r { warn!(error = %e, "group consumer"); },
+        }
+    }
 }
 
 /// A fanout instance, connected to the stack.
@@ -102,8 +180,9 @@ impl FanoutService {
         ));
 
         // The table reader: every partition, from the first offset of the last TTL window.
-        let table: StreamConsumer = {
+        let table: StreamConsumer<LagStats> = {
             let mut c = nearby_common::kafka::client_config(&stack.kafka_brokers);
+            nearby_common::kafka::with_lag_stats(&mut c, LAG_STATS_EVERY);
             c.set(
                 "group.id",
                 format!(
@@ -118,42 +197,43 @@ impl FanoutService {
             // The broker answers a fetch as soon as one record is there (fetch.min.bytes 1):
             // the wait only bounds how often an idle reader asks again.
             .set("fetch.wait.max.ms", "100");
-            c.create()?
+            c.create_with_context(LagStats::default())?
         };
-        let metadata = table.fetch_metadata(Some(&topic), KAFKA_TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
+        let partitions = partitions_of(&table, &topic)?;
         anyhow::ensure!(
-            !partitions.is_empty(),
+            partitions > 0,
             "topic {topic} has no partitions: create it with `nearby-admin topics create`"
         );
-        let partition_count = i32::try_from(partitions.len())?;
+        let mut partition_count = partitions;
         let mut wanted = TopicPartitionList::new();
-        for p in &partitions {
-            wanted.add_partition_offset(&topic, *p, Offset::Offset(now_ms() - ttl_ms))?;
+        for p in 0..partitions {
+            wanted.add_partition_offset(&topic, p, Offset::Offset(now_ms() - ttl_ms))?;
         }
         let start = table
             .offsets_for_times(wanted, KAFKA_TIMEOUT)
             .context("offsets for (now - TTL)")?;
+        // The end each partition had at start-up: the table is rebuilt once it is read.
         let mut high = HashMap::new();
-        for p in &partitions {
-            let (_, h) = table.fetch_watermarks(&topic, *p, KAFKA_TIMEOUT)?;
-            high.insert(*p, h);
+        for p in 0..partitions {
+            let (_, h) = table.fetch_watermarks(&topic, p, KAFKA_TIMEOUT)?;
+            high.insert(p, h);
         }
         table.assign(&start)?;
-        let mut next: HashMap<i32, i64> = HashMap::new();
-        for e in start.elements() {
-            let at = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => high.get(&e.partition()).copied().unwrap_or(0),
-            };
-            next.insert(e.partition(), at);
+        // The next offset to read per partition (shared with the group consumer, which commits
+        // it on revoke).
+        let progress = ownership::Progress::default();
+        {
+            let mut next = progress.lock().unwrap_or_else(|p| p.into_inner());
+            for e in start.elements() {
+                let at = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => high.get(&e.partition()).copied().unwrap_or(0),
+                };
+                next.insert(e.partition(), at);
+            }
         }
-        info!(%topic, partitions = partition_count, "table reader assigned from now - TTL");
+        let rebuild_started = tokio::time::Instant::now();
+        info!(%topic, partitions, "table reader assigned from now - TTL");
 
         // Change notices from the end the topic has now: the friend lists loaded from here on
         // already hold the older ones. Assigned before the table is rebuilt, so none falls
@@ -167,23 +247,23 @@ impl FanoutService {
             "reading the friendship events topic (create it with `nearby-admin topics create`)",
         )?;
 
-        let (group, owned, joined) =
-            ownership::join(&stack.kafka_brokers, &self.config.group_id, &topic)?;
-        let group = Arc::new(group);
-        let membership = tokio::spawn({
-            let group = group.clone();
-            let shutdown = shutdown.clone();
-            async move {
-                // Polling keeps the membership alive and runs the rebalance callbacks; the
-                // partitions are paused, so no record comes back.
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        r = group.recv() => if let Err(e) = r { warn!(error = %e, "group consumer"); },
-                    }
-                }
-            }
-        });
+        // The group is joined only once the table is rebuilt: an instance that owned
+        // partitions before it knew every active user's position would miss deliveries (a
+        // friend it does not know yet is not found in range). Until then it owns nothing.
+        let owned = ownership::Owned::default();
+        let joined = Arc::new(AtomicBool::new(false));
+        let mut group: Option<Arc<StreamConsumer<ownership::OwnershipContext>>> = None;
+        let mut membership: Option<tokio::task::JoinHandle<()>> = None;
+
+        // Partitions added to the topic later: a watcher reads the count now and then.
+        let (count_tx, mut count_rx) = tokio::sync::watch::channel(partitions);
+        let watcher = tokio::spawn(watch_partitions(
+            stack.kafka_brokers.clone(),
+            topic.clone(),
+            self.config.partition_check,
+            count_tx,
+            shutdown.clone(),
+        ));
 
         let mut fanout = Fanout::new(FanoutConfig {
             radius_m: self.config.rules.radius_m,
@@ -212,14 +292,50 @@ impl FanoutService {
                     fanout.sweep(now_ms(), |u| owned_now.contains(&partition_of_user(u, partition_count)), &mut effects);
                     self.flush(&mut producer, &mut effects).await;
                     self.status.table_users.store(fanout.table().len() as u64, Ordering::Relaxed);
-                    let caught_up = next.iter().all(|(p, n)| *n >= high.get(p).copied().unwrap_or(0));
+                    let next = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let caught_up = high.iter().all(|(p, h)| next.get(p).copied().unwrap_or(0) >= *h);
+                    if caught_up && group.is_none() {
+                        info!(
+                            users = fanout.table().len(),
+                            rebuild_ms = rebuild_started.elapsed().as_millis() as u64,
+                            "table rebuilt: joining the group"
+                        );
+                        let consumer = Arc::new(ownership::join(
+                            &stack.kafka_brokers,
+                            &self.config.group_id,
+                            &topic,
+                            self.config.session_timeout,
+                            owned.clone(),
+                            joined.clone(),
+                            progress.clone(),
+                        )?);
+                        membership = Some(tokio::spawn(keep_membership(consumer.clone(), shutdown.clone())));
+                        group = Some(consumer);
+                    }
                     self.status.ready.store(caught_up && joined.load(Ordering::Acquire), Ordering::Release);
-                    if last_commit.elapsed() >= Duration::from_secs(5) {
-                        let positions: Vec<(i32, i64)> = next.iter().map(|(p, n)| (*p, *n)).collect();
-                        if let Err(e) = ownership::commit(&group, &owned, &topic, &positions) {
+                    self.status.owned_partitions.store(owned_now.len() as u64, Ordering::Relaxed);
+                    self.status.delivery_queue.store(producer.queued() as u64, Ordering::Relaxed);
+                    self.status.set_lag(table.context().lag());
+                    if let Some(group) = &group && last_commit.elapsed() >= Duration::from_secs(5) {
+                        if let Err(e) = ownership::commit(group, CommitMode::Async) {
                             warn!(error = %e, "commit failed");
                         }
                         last_commit = tokio::time::Instant::now();
+                    }
+                }
+                Ok(()) = count_rx.changed() => {
+                    let count = *count_rx.borrow_and_update();
+                    if count > partition_count {
+                        // New partitions are read from their start: every record on them came
+                        // after they were made, and the table needs them all.
+                        let mut added = TopicPartitionList::new();
+                        for p in partition_count..count {
+                            added.add_partition_offset(&topic, p, Offset::Beginning)?;
+                            progress.lock().unwrap_or_else(|p| p.into_inner()).insert(p, 0);
+                        }
+                        table.incremental_assign(&added)?;
+                        info!(from = partition_count, to = count, "partitions added to the location topic: reading them");
+                        partition_count = count;
                     }
                 }
                 // Changes before positions when both are waiting: a report sent after a change
@@ -257,13 +373,14 @@ impl FanoutService {
                     }
                     let now = now_ms();
                     let mut events = Vec::with_capacity(step.len());
+                    let mut read_to: Vec<(i32, i64)> = Vec::with_capacity(4);
                     for msg in step {
                         let msg = match msg {
                             Ok(m) => m,
                             Err(e) => { warn!(error = %e, "location consume error"); continue; }
                         };
                         let partition = msg.partition();
-                        next.insert(partition, msg.offset() + 1);
+                        read_to.push((partition, msg.offset() + 1));
                         match msg.payload().map(nearby_schemas::decode::<LocationEvent>) {
                             Some(Ok(event)) => events.push((partition, event)),
                             Some(Err(e)) => {
@@ -293,16 +410,31 @@ impl FanoutService {
                     }
                     self.status.events.fetch_add(events.len() as u64, Ordering::Relaxed);
                     self.flush(&mut producer, &mut effects).await;
+                    // Progress moves only once the step's deliveries are queued: a commit (on
+                    // revoke, say) never claims an event whose deliveries were not made.
+                    progress.lock().unwrap_or_else(|p| p.into_inner()).extend(read_to);
                 }
             }
         }
 
         info!("fanout stopping");
-        let positions: Vec<(i32, i64)> = next.iter().map(|(p, n)| (*p, *n)).collect();
-        let _ = ownership::commit(&group, &owned, &topic, &positions);
+        self.status.ready.store(false, Ordering::Release);
+        // Deliveries already made go out before the group hears of the departure.
         producer.flush(Duration::from_secs(5));
-        membership.abort();
+        if let Some(group) = &group
+            && let Err(e) = ownership::commit(group, CommitMode::Sync)
+        {
+            warn!(error = %e, "final commit failed");
+        }
+        if let Some(m) = membership {
+            m.abort();
+        }
+        // Dropping the group consumer leaves the group at once (its partitions go to the
+        // others now, not after the session timeout).
+        drop(group);
+        watcher.abort();
         let _ = admin_task.await;
+        info!("fanout stopped");
         Ok(())
     }
 
@@ -396,6 +528,13 @@ impl nearby_common::admin::AdminView for Status {
 fn metrics(s: &Status) -> String {
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let d = &s.deliveries;
+    let lag: Vec<(String, i64)> = s
+        .lag
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(p, n)| (p.to_string(), *n))
+        .collect();
     nearby_common::metrics::Snapshot::new("nearby_fanout")
         .gauge(
             "ready",
@@ -434,6 +573,22 @@ fn metrics(s: &Status) -> String {
             "deliveries_queue_full",
             "Deliveries dropped because the producer's queue stayed full",
             get(&d.queue_full),
+        )
+        .gauge(
+            "delivery_queue",
+            "Delivery records queued in the producer, not yet acknowledged",
+            i64::try_from(get(&s.delivery_queue)).unwrap_or(i64::MAX),
+        )
+        .gauge(
+            "owned_partitions",
+            "Partitions of the location topic this instance fans out",
+            i64::try_from(get(&s.owned_partitions)).unwrap_or(i64::MAX),
+        )
+        .gauges(
+            "lag",
+            "Records of the location topic not read yet, per partition",
+            "partition",
+            &lag,
         )
         .render()
 }

@@ -1,0 +1,110 @@
+//! Draining: taking a gateway out of service without dropping anyone abruptly. Once a drain
+//! starts, readiness turns false (a load balancer sends no new sockets), new upgrades get 503
+//! `draining`, and every open session sends its client a `reconnect` frame at its own moment,
+//! spread uniformly over the drain window so the clients do not all land on the other gateways
+//! in the same second. A session keeps reading (and producing the reports of) its client after
+//! the `reconnect` until the client closes, or for the grace period at most; then it closes
+//! with 1001. The gateway stops when no socket is left, or when the window and the grace have
+//! passed.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A gateway's drain: not started, or started at a moment with a window.
+#[derive(Debug)]
+pub struct Drain {
+    started: CancellationToken,
+    /// When it started, and its window (set once, before `started` is cancelled).
+    plan: Mutex<Option<(Instant, Duration)>>,
+    /// How long a session waits for its client to close after the `reconnect`.
+    pub grace: Duration,
+    default_window: Duration,
+}
+
+impl Drain {
+    /// A drain not started, with the configured window and grace.
+    pub fn new(window: Duration, grace: Duration) -> Self {
+        Self {
+            started: CancellationToken::new(),
+            plan: Mutex::new(None),
+            grace,
+            default_window: window,
+        }
+    }
+
+    /// Starts the drain with `window` (the configured one if `None`). A second call changes
+    /// nothing and returns the first call's window: a drain cannot be hurried or undone.
+    pub fn start(&self, window: Option<Duration>) -> Duration {
+        let mut plan = self.plan.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, window) =
+            *plan.get_or_insert_with(|| (Instant::now(), window.unwrap_or(self.default_window)));
+        // Cancelled after the plan is set, so whoever wakes on it finds the plan.
+        self.started.cancel();
+        window
+    }
+
+    /// Whether a drain has started.
+    pub fn is_started(&self) -> bool {
+        self.started.is_cancelled()
+    }
+
+    /// Resolves when a drain starts.
+    pub async fn started(&self) {
+        self.started.cancelled().await;
+    }
+
+    /// The start and window of the drain, once started.
+    pub fn plan(&self) -> Option<(Instant, Duration)> {
+        *self.plan.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A session's moment to send `reconnect`: uniformly at random within the window, so `n`
+    /// clients reconnect at about `n / window` a second.
+    pub fn turn(&self) -> Instant {
+        let (start, window) = self.plan().unwrap_or((Instant::now(), Duration::ZERO));
+        start + window.mul_f64(rand::random::<f64>())
+    }
+
+    /// When the gateway stops even if sockets are still open: the window, the grace, and a
+    /// second for the closing handshakes.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.plan()
+            .map(|(start, window)| start + window + self.grace + Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn turns_fall_within_the_window_and_a_second_start_keeps_the_first() {
+        let drain = Drain::new(Duration::from_secs(10), Duration::from_secs(2));
+        assert!(!drain.is_started());
+        assert_eq!(
+            drain.start(Some(Duration::from_secs(4))),
+            Duration::from_secs(4)
+        );
+        assert_eq!(drain.start(None), Duration::from_secs(4));
+        assert!(drain.is_started());
+        let (start, _) = drain.plan().expect("planned");
+        let turns: Vec<Duration> = (0..1_000).map(|_| drain.turn() - start).collect();
+        assert!(turns.iter().all(|t| *t < Duration::from_secs(4)));
+        // Spread, not bunched: both halves of the window get a fair share.
+        let early = turns
+            .iter()
+            .filter(|t| **t < Duration::from_secs(2))
+            .count();
+        assert!(
+            (350..=650).contains(&early),
+            "{early} of 1000 in the first half"
+        );
+        assert_eq!(
+            drain.deadline(),
+            Some(start + Duration::from_secs(4 + 2 + 1))
+        );
+    }
+}
