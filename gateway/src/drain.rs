@@ -80,7 +80,7 @@ impl Drain {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn turns_fall_within_the_window_and_a_second_start_keeps_the_first() {
         let drain = Drain::new(Duration::from_secs(10), Duration::from_secs(2));
         assert!(!drain.is_started());

@@ -8,72 +8,13 @@ mod support;
 use std::time::Duration;
 
 use nearby_common::history::HistoryRow;
-use nearby_schemas::{LocationBody, LocationEvent};
+use nearby_schemas::LocationBody;
 use pipeline::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use support::{TestGateway, brokers, http_raw, now_ms, token, user};
+use support::{TestGateway, http_raw, now_ms, token, user};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-
-/// Every record on `<prefix>.location-updates`, read from the start up to the end it has now
-/// (its high watermarks): after an upload answered, that is everything it produced.
-async fn topic_records(prefix: &str) -> Vec<LocationEvent> {
-    let topic = format!("{prefix}.location-updates");
-    // rdkafka's BaseConsumer blocks: keep it off the runtime that serves the gateway.
-    tokio::task::spawn_blocking(move || {
-        let timeout = Duration::from_secs(10);
-        let consumer: BaseConsumer =
-            nearby_common::kafka::consumer_config(&brokers(), &support::unique("test-read-"))
-                .create()
-                .expect("consumer");
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), timeout)
-            .expect("metadata");
-        let mut ends = Vec::new();
-        let mut tpl = TopicPartitionList::new();
-        for p in metadata.topics()[0].partitions() {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, p.id(), timeout)
-                .expect("watermarks");
-            if high > low {
-                ends.push((p.id(), high));
-                tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
-                    .expect("tpl");
-            }
-        }
-        let mut out = Vec::new();
-        if ends.is_empty() {
-            return out;
-        }
-        consumer.assign(&tpl).expect("assign");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut next: Vec<(i32, i64)> = ends.iter().map(|(p, _)| (*p, 0)).collect();
-        while next.iter().zip(&ends).any(|((_, at), (_, end))| at < end) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not read the topic to its end"
-            );
-            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-                let m = m.expect("record");
-                let at = next
-                    .iter_mut()
-                    .find(|(p, _)| *p == m.partition())
-                    .expect("a partition with records");
-                at.1 = m.offset() + 1;
-                out.push(
-                    nearby_schemas::decode::<LocationEvent>(m.payload().expect("payload"))
-                        .expect("decodes"),
-                );
-            }
-        }
-        out
-    })
-    .await
-    .expect("reader")
-}
 
 /// A position item `north_m` metres north of HOME at `ts`.
 fn item(north_m: f64, ts: i64) -> Value {

@@ -12,7 +12,10 @@ use nearby_fanout::service::{FanoutService, FanoutServiceConfig, Status};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{self, Client, TestGateway};
+use crate::support::{self, Client, TestGateway, brokers};
+use nearby_schemas::LocationEvent;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// Metres per degree of latitude (haversine's radius).
 pub const M_PER_DEG: f64 = 111_195.08;
@@ -176,4 +179,61 @@ pub async fn left_of(c: &mut Client, friend: i64, secs: u64) -> Option<Value> {
         }
     }
     None
+}
+
+/// Every record on `<prefix>.location-updates`, read from the start up to the end it has now
+/// (its high watermarks): after an upload answered, that is everything it produced.
+pub async fn topic_records(prefix: &str) -> Vec<LocationEvent> {
+    let topic = format!("{prefix}.location-updates");
+    // rdkafka's BaseConsumer blocks: keep it off the runtime that serves the gateway.
+    tokio::task::spawn_blocking(move || {
+        let timeout = Duration::from_secs(10);
+        let consumer: BaseConsumer =
+            nearby_common::kafka::consumer_config(&brokers(), &support::unique("test-read-"))
+                .create()
+                .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .expect("metadata");
+        let mut ends = Vec::new();
+        let mut tpl = TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, p.id(), timeout)
+                .expect("watermarks");
+            if high > low {
+                ends.push((p.id(), high));
+                tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
+                    .expect("tpl");
+            }
+        }
+        let mut out = Vec::new();
+        if ends.is_empty() {
+            return out;
+        }
+        consumer.assign(&tpl).expect("assign");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut next: Vec<(i32, i64)> = ends.iter().map(|(p, _)| (*p, 0)).collect();
+        while next.iter().zip(&ends).any(|((_, at), (_, end))| at < end) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "did not read the topic to its end"
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+                let m = m.expect("record");
+                let at = next
+                    .iter_mut()
+                    .find(|(p, _)| *p == m.partition())
+                    .expect("a partition with records");
+                at.1 = m.offset() + 1;
+                out.push(
+                    nearby_schemas::decode::<LocationEvent>(m.payload().expect("payload"))
+                        .expect("decodes"),
+                );
+            }
+        }
+        out
+    })
+    .await
+    .expect("reader")
 }
