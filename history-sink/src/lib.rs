@@ -5,9 +5,12 @@
 //! - [`Progress`]: which offsets of each partition are written, so an offset is stored for
 //!   commit only once every record before it is in the table;
 //! - [`HistorySink`]: the consumer loop — bounded concurrent writes, retries with backoff while
-//!   the CQL store is down, poison records logged, counted and skipped.
+//!   the CQL store is down, poison records logged, counted and skipped;
+//! - [`group`]: the consumer group's side — partitions held, readiness, the commit of revoked
+//!   partitions, per-partition lag.
 
 pub mod config;
+pub mod group;
 pub mod progress;
 pub mod sink;
 

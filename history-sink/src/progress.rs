@@ -54,6 +54,15 @@ impl Progress {
         })
     }
 
+    /// Forgets `partition` (revoked in a rebalance): its writes still in flight move nothing when
+    /// they end, and if the partition comes back its position starts again from the first
+    /// record read then. Returns how many writes were pending in it.
+    pub fn forget(&mut self, partition: i32) -> usize {
+        self.partitions
+            .remove(&partition)
+            .map_or(0, |p| p.pending.values().map(|&n| n as usize).sum())
+    }
+
     /// Writes still pending, over all partitions.
     pub fn in_flight(&self) -> usize {
         self.partitions
@@ -90,6 +99,26 @@ mod tests {
         assert_eq!(p.finish(0, 5), None, "the second write of 5 is pending");
         assert_eq!(p.finish(0, 5), Some(6));
         assert_eq!(p.finish(2, 1), None, "an unknown partition moves nothing");
+    }
+
+    #[test]
+    fn a_forgotten_partition_starts_again_from_its_next_first_record() {
+        let mut p = Progress::default();
+        p.begin(0, 10);
+        p.begin(0, 11);
+        p.begin(1, 3);
+        assert_eq!(p.forget(0), 2);
+        assert_eq!(p.in_flight(), 1, "partition 1's write is still ours");
+        assert_eq!(
+            p.finish(0, 10),
+            None,
+            "a write of a revoked partition moves nothing"
+        );
+        // Assigned again, from the new owner's commit: the old writes are no longer in the way.
+        p.begin(0, 40);
+        assert_eq!(p.finish(0, 11), None);
+        assert_eq!(p.finish(0, 40), Some(41));
+        assert_eq!(p.forget(7), 0);
     }
 
     #[test]

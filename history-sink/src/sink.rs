@@ -2,10 +2,12 @@
 //! written to `location_history` by its own task (at most `max_in_flight` at once), retried
 //! with backoff until written; an offset is stored for the background commit only when every
 //! record before it is written ([`Progress`]), so a crash at any point re-reads, and rewrites
-//! as the same rows, only what might not be in the table.
+//! as the same rows, only what might not be in the table. The group's side (held partitions,
+//! the commit when partitions are revoked, lag) is in [`crate::group`].
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nearby_common::history::{HistoryRow, HistoryStore};
@@ -15,16 +17,27 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::SinkConfig;
+use crate::group::{STATISTICS_INTERVAL_MS, SinkContext};
 use crate::progress::Progress;
+
+/// The sink's consumer.
+type SinkConsumer = StreamConsumer<SinkContext>;
 
 /// What the admin port reports.
 #[derive(Debug, Default)]
 pub struct SinkStatus {
-    /// The group has assigned partitions and records flow.
-    pub ready: AtomicBool,
+    /// The group has assigned this instance its partitions (possibly none) at least once.
+    pub joined: AtomicBool,
+    /// The instance is stopping (draining its writes): no longer ready.
+    pub stopping: AtomicBool,
+    /// The partitions of the location topic this instance holds now.
+    pub partitions: Mutex<BTreeSet<i32>>,
+    /// Per held partition, records not written yet, from librdkafka's latest statistics (see
+    /// [`crate::group`]); a partition shows once its first statistics after assignment came.
+    pub lag: Mutex<BTreeMap<i32, i64>>,
     /// Rows written (a rewrite after a redelivery counts again).
     pub rows: AtomicU64,
     /// Failed writes that were tried again.
@@ -37,8 +50,18 @@ pub struct SinkStatus {
     pub in_flight: AtomicU64,
     /// Offsets stored for commit.
     pub stored: AtomicU64,
+    /// Writes still unconfirmed when a stop's drain ended: left to the partition's next reader.
+    pub abandoned: AtomicU64,
     /// The second of the last "writes failing" log line (to write one a second at most).
     pub last_warn_s: AtomicU64,
+}
+
+impl SinkStatus {
+    /// Ready: taken into the group (its partitions assigned, even if no record came yet) and
+    /// not stopping.
+    pub fn is_ready(&self) -> bool {
+        self.joined.load(Ordering::Relaxed) && !self.stopping.load(Ordering::Relaxed)
+    }
 }
 
 /// The wall clock in whole seconds.
@@ -101,25 +124,51 @@ impl HistorySink {
     }
 
     /// Runs until `shutdown`, serving the admin port on `admin`; then waits (bounded by the
-    /// drain timeout) for the writes in flight and commits what is written.
+    /// drain timeout) for the writes in flight and commits what is written. An error when the
+    /// consumer cannot go on (a fatal Kafka error, such as another instance with the same
+    /// `--instance-id`), after the same drain and commit.
     pub async fn run(self, admin: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.run_with(admin, shutdown, CancellationToken::new())
+            .await
+    }
+
+    /// [`run`](Self::run), with `cut`: cancelled during the drain (an operator's second
+    /// signal), it ends the drain at once; the writes left are counted as abandoned.
+    pub async fn run_with(
+        self,
+        admin: TcpListener,
+        shutdown: CancellationToken,
+        cut: CancellationToken,
+    ) -> anyhow::Result<()> {
         let stack = &self.config.stack;
         let topic = stack.topics()?.location_updates();
         let mut client =
             nearby_common::kafka::consumer_config(&stack.kafka_brokers, &self.config.group_id);
-        client.set(
-            "session.timeout.ms",
-            self.config.session_timeout.as_millis().to_string(),
-        );
+        client
+            .set(
+                "session.timeout.ms",
+                self.config.session_timeout.as_millis().to_string(),
+            )
+            // The statistics carry each held partition's lag (see `crate::group`).
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
         if let Some(id) = &self.config.instance_id {
             client.set("group.instance.id", id);
         }
-        let consumer: StreamConsumer = client.create()?;
+        // Partitions revoked in a rebalance come back here, for `progress` to forget.
+        let (revoked_tx, mut revoked_rx) = mpsc::unbounded_channel::<Vec<i32>>();
+        let consumer: SinkConsumer = client.create_with_context(SinkContext::new(
+            topic.clone(),
+            self.status.clone(),
+            revoked_tx,
+        ))?;
         consumer.subscribe(&[&topic])?;
+        // The admin port stays up through the stop (readiness off, the drain on `/metrics`) and
+        // closes last.
+        let admin_stop = CancellationToken::new();
         let admin_task = tokio::spawn(nearby_common::admin::serve(
             admin,
             self.status.clone(),
-            shutdown.clone(),
+            admin_stop.clone(),
         ));
         info!(%topic, group = %self.config.group_id, keyspace = %stack.cql_keyspace, "history sink started");
 
@@ -131,23 +180,38 @@ impl HistorySink {
         // Cancelled at the end of the drain: writes still retrying give up, uncommitted.
         let abandon = CancellationToken::new();
         let mut progress = Progress::default();
-        // The last position stored per partition, committed explicitly at the end.
-        let mut stored = std::collections::BTreeMap::new();
+        // Why the run ends early, if it does.
+        let mut failure = None;
 
         loop {
             tokio::select! {
-                // Completions first: they free permits and move the committed position.
+                // Revocations before completions (a completion of a revoked partition must not
+                // move its position), completions before reading: they free permits and move
+                // the committed position. Rebalance callbacks run inside `recv`.
                 biased;
                 () = shutdown.cancelled() => break,
+                Some(revoked) = revoked_rx.recv() => {
+                    let dropped: usize = revoked.iter().map(|&p| progress.forget(p)).sum();
+                    if dropped > 0 {
+                        info!(partitions = ?revoked, writes = dropped, "revoked partitions: their writes in flight will not be committed here");
+                    }
+                }
                 Some((partition, offset)) = done_rx.recv() => {
-                    self.finished(&consumer, &topic, &mut progress, &mut stored, partition, offset);
+                    self.finished(&consumer, &topic, &mut progress, partition, offset);
                 }
                 msg = consumer.recv(), if permits.available_permits() > 0 => {
                     let msg = match msg {
                         Ok(m) => m,
-                        Err(e) => { warn!(error = %e, "location consume error"); continue; }
+                        Err(e) => {
+                            if let Some((code, reason)) = consumer.client().fatal_error() {
+                                error!(error = %e, ?code, %reason, "fatal consumer error: stopping");
+                                failure = Some(anyhow::anyhow!("fatal consumer error: {code:?}: {reason}"));
+                                break;
+                            }
+                            warn!(error = %e, "location consume error");
+                            continue;
+                        }
                     };
-                    self.status.ready.store(true, Ordering::Relaxed);
                     let (partition, offset) = (msg.partition(), msg.offset());
                     progress.begin(partition, offset);
                     let row = match msg.payload().map(nearby_schemas::decode::<LocationEvent>) {
@@ -178,7 +242,7 @@ impl HistorySink {
                         }
                     };
                     let Some(row) = row else {
-                        self.finished(&consumer, &topic, &mut progress, &mut stored, partition, offset);
+                        self.finished(&consumer, &topic, &mut progress, partition, offset);
                         continue;
                     };
                     let permit = permits.clone().try_acquire_owned().expect("a permit was free");
@@ -197,55 +261,76 @@ impl HistorySink {
             }
         }
 
+        // Not ready from here on: `/readyz` answers 503 ("stopping") until the port closes.
+        self.status.stopping.store(true, Ordering::Relaxed);
         info!(
             in_flight = progress.in_flight(),
             "history sink stopping: draining writes"
         );
         let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
         while progress.in_flight() > 0 {
-            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-                Ok(Some((partition, offset))) => {
-                    self.finished(
-                        &consumer,
-                        &topic,
-                        &mut progress,
-                        &mut stored,
-                        partition,
-                        offset,
-                    );
-                }
-                _ => break,
+            tokio::select! {
+                () = cut.cancelled() => break,
+                done = tokio::time::timeout_at(deadline, done_rx.recv()) => match done {
+                    Ok(Some((partition, offset))) => {
+                        self.finished(&consumer, &topic, &mut progress, partition, offset);
+                    }
+                    _ => break,
+                },
             }
+        }
+        // Writes that ended just as the drain did still count.
+        while let Ok((partition, offset)) = done_rx.try_recv() {
+            self.finished(&consumer, &topic, &mut progress, partition, offset);
         }
         // Whatever is still retrying is left to the next reader of its partition.
         abandon.cancel();
+        let abandoned = progress.in_flight();
+        self.status
+            .abandoned
+            .fetch_add(abandoned as u64, Ordering::Relaxed);
+        if abandoned > 0 {
+            warn!(abandoned, drain_timeout = ?self.config.drain_timeout, "drain ended with writes unconfirmed: not committed, the next reader of their partitions writes them again");
+        } else {
+            info!(abandoned, "drain ended: every write confirmed");
+        }
         // Commit exactly the positions known safe (not the consumer's read position, which
         // may be past rows never written).
+        let stored = consumer.context().stored_positions();
         let mut tpl = TopicPartitionList::new();
         for (partition, position) in &stored {
             let _ = tpl.add_partition_offset(&topic, *partition, Offset::Offset(*position));
         }
-        if tpl.count() > 0
-            && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
-        {
-            // A partition revoked meanwhile: its new owner re-reads and rewrites the same rows.
-            info!(error = %e, "final commit");
+        if tpl.count() > 0 {
+            match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => info!(partitions = ?stored, "final commit"),
+                // A partition revoked meanwhile: its new owner re-reads and rewrites the same
+                // rows.
+                Err(e) => warn!(error = %e, partitions = ?stored, "final commit failed"),
+            }
         }
-        let _ = admin_task.await;
+        // Leaves the group (the revocation callbacks run once more and commit the same
+        // positions again).
+        drop(consumer);
+        admin_stop.cancel();
+        if let Err(e) = admin_task.await {
+            failure.get_or_insert(anyhow::anyhow!("admin port task failed: {e}"));
+        }
         info!(
             rows = self.status.rows.load(Ordering::Relaxed),
+            abandoned,
+            failed = failure.is_some(),
             "history sink stopped"
         );
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     /// A record is done (written, or nothing to write): store the new safe position, if any.
     fn finished(
         &self,
-        consumer: &StreamConsumer,
+        consumer: &SinkConsumer,
         topic: &str,
         progress: &mut Progress,
-        stored: &mut std::collections::BTreeMap<i32, i64>,
         partition: i32,
         offset: i64,
     ) {
@@ -262,7 +347,7 @@ impl HistorySink {
         // Fails for a partition no longer assigned: its new owner re-reads from the last
         // commit, and rewrites the same rows.
         if consumer.store_offsets(&tpl).is_ok() {
-            stored.insert(partition, position);
+            consumer.context().stored(partition, position);
             self.status.stored.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -312,19 +397,33 @@ async fn write(
 
 impl nearby_common::admin::AdminView for SinkStatus {
     fn readiness(&self) -> (bool, String) {
+        let partitions = self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        let lag: i64 = self
+            .lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .sum();
         let body = format!(
-            "rows={} retries={} poison={} skipped={} in_flight={} stored={}",
+            "partitions={partitions} lag={lag} rows={} retries={} poison={} skipped={} in_flight={} stored={} abandoned={}",
             self.rows.load(Ordering::Relaxed),
             self.retries.load(Ordering::Relaxed),
             self.poison.load(Ordering::Relaxed),
             self.skipped.load(Ordering::Relaxed),
             self.in_flight.load(Ordering::Relaxed),
             self.stored.load(Ordering::Relaxed),
+            self.abandoned.load(Ordering::Relaxed),
         );
-        if self.ready.load(Ordering::Relaxed) {
+        if self.stopping.load(Ordering::Relaxed) {
+            (false, format!("stopping {body}"))
+        } else if self.is_ready() {
             (true, format!("ready {body}"))
         } else {
-            (false, format!("waiting for records {body}"))
+            (false, format!("waiting for partitions {body}"))
         }
     }
 
@@ -336,11 +435,23 @@ impl nearby_common::admin::AdminView for SinkStatus {
 /// The sink's counters as Prometheus text.
 fn metrics(s: &SinkStatus) -> String {
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (held, lag) = crate::group::held_and_lag(s);
     nearby_common::metrics::Snapshot::new("nearby_history_sink")
         .gauge(
             "ready",
-            "1 once partitions are assigned and records flow",
-            i64::from(s.ready.load(Ordering::Relaxed)),
+            "1 once the group has assigned this instance its partitions (records or not), 0 again once it stops",
+            i64::from(s.is_ready()),
+        )
+        .gauge(
+            "partitions",
+            "Partitions of the location topic held by this instance",
+            i64::try_from(held.len()).unwrap_or(i64::MAX),
+        )
+        .gauges(
+            "lag",
+            "Records not written yet per held partition: high watermark minus the position stored for commit (or where the partition started), from librdkafka statistics (1 s)",
+            "partition",
+            &lag,
         )
         .counter(
             "rows",
@@ -360,5 +471,10 @@ fn metrics(s: &SinkStatus) -> String {
             i64::try_from(get(&s.in_flight)).unwrap_or(i64::MAX),
         )
         .counter("stored", "Offsets stored for commit", get(&s.stored))
+        .counter(
+            "abandoned",
+            "Writes unconfirmed when a stop's drain ended (left to the partition's next reader)",
+            get(&s.abandoned),
+        )
         .render()
 }
