@@ -1,0 +1,419 @@
+//! The sink in its consumer group, in-process on the real stack: readiness comes with the
+//! assignment (before any record) and goes at the stop; `/metrics` shows the partitions held and
+//! a lag per partition that comes down to 0 once everything produced is written; and with two
+//! instances in one group, stopping one while records keep flowing hands its partitions over
+//! without losing or adding a row.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use nearby_common::history::HistoryStore;
+use nearby_history_sink::{HistorySink, SinkConfig, SinkStatus};
+use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use support::{brokers, location_topic, nodes, unique};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// One sink instance running in-process.
+struct Instance {
+    status: Arc<SinkStatus>,
+    admin: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Names of one test's topic, keyspace and group.
+struct Names {
+    brokers: String,
+    nodes: String,
+    prefix: String,
+    keyspace: String,
+    group: String,
+}
+
+impl Names {
+    fn new() -> Self {
+        Self {
+            brokers: brokers(),
+            nodes: nodes(),
+            prefix: unique("test."),
+            keyspace: unique("test_hist_"),
+            group: unique("test-sink-"),
+        }
+    }
+
+    fn topic(&self) -> String {
+        format!("{}.location-updates", self.prefix)
+    }
+
+    async fn start(&self) -> Instance {
+        let config = SinkConfig::parse_from([
+            "nearby-history-sink".to_owned(),
+            format!("--topic-prefix={}", self.prefix),
+            format!("--cql-keyspace={}", self.keyspace),
+            format!("--group-id={}", self.group),
+            format!("--kafka-brokers={}", self.brokers),
+            format!("--cql-nodes={}", self.nodes),
+        ]);
+        let shutdown = CancellationToken::new();
+        let sink = HistorySink::build(config, &shutdown).await.unwrap();
+        let status = sink.status.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        let task = tokio::spawn(sink.run(listener, shutdown.clone()));
+        Instance {
+            status,
+            admin,
+            shutdown,
+            task,
+        }
+    }
+
+    /// The group's committed offset and the end, per partition.
+    fn committed_and_ends(&self, partitions: i32) -> Vec<(i32, Offset, i64)> {
+        let consumer: BaseConsumer = nearby_common::kafka::client_config(&self.brokers)
+            .set("group.id", &self.group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&self.topic(), p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        committed
+            .elements()
+            .iter()
+            .map(|e| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&self.topic(), e.partition(), Duration::from_secs(10))
+                    .unwrap();
+                (e.partition(), e.offset(), high)
+            })
+            .collect()
+    }
+}
+
+/// `GET path` on an admin port: the status code and the body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (code, body)
+}
+
+/// The page's value of an unlabelled sample `name`.
+fn sample(page: &str, name: &str) -> Option<i64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The page's `nearby_history_sink_lag{partition="N"} V` samples: N → V.
+fn lags(page: &str) -> BTreeMap<i32, i64> {
+    page.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("nearby_history_sink_lag{partition=\"")?;
+            let (p, v) = rest.split_once("\"} ")?;
+            Some((p.parse().ok()?, v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Waits up to `secs` for `check` on the instance's `/metrics` page; returns the page.
+async fn metrics_until(
+    instance: &Instance,
+    secs: u64,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (code, page) = get(instance.admin, "/metrics").await;
+        if code == 200 && check(&page) {
+            return page;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: never on /metrics:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn position(user: i64, ts: i64) -> Vec<u8> {
+    nearby_schemas::to_vec(&LocationEvent {
+        user_id: user,
+        gateway_id: None,
+        ts,
+        received_at: ts,
+        body: LocationBody::Position(PositionReport {
+            lat: 40.0 + (ts % 1000) as f64 / 1e4,
+            lon: -3.7,
+            accuracy_m: None,
+        }),
+    })
+    .unwrap()
+}
+
+/// Produces a position of `user` at `ts`, on `partition` if given (else where its key goes).
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    user: i64,
+    ts: i64,
+    partition: Option<i32>,
+) {
+    let (key, payload) = (user.to_string(), position(user, ts));
+    let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .expect("produced");
+}
+
+/// Rows per user in the table, for `users` users from `base`, with `ts` in `[from, to)`.
+async fn rows_by_user(
+    nodes: &str,
+    keyspace: &str,
+    base: i64,
+    users: i64,
+    (from, to): (i64, i64),
+) -> BTreeMap<i64, Vec<i64>> {
+    let session = nearby_common::cql::connect(&[nodes.to_owned()])
+        .await
+        .unwrap();
+    let store = HistoryStore::new(session, keyspace).await.unwrap();
+    let mut out = BTreeMap::new();
+    for u in base..base + users {
+        let ts: Vec<i64> = store
+            .range(u, from, to, 100_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.ts)
+            .collect();
+        if !ts.is_empty() {
+            out.insert(u, ts);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
+    const PARTITIONS: i32 = 3;
+    const USERS: i64 = 12;
+    const RECORDS: i64 = 120;
+    let names = Names::new();
+    let topic = location_topic(&names.brokers, &names.prefix, PARTITIONS).await;
+    let sink = names.start().await;
+
+    // Ready with no record on the topic: the group assigned the partitions.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, line) = get(sink.admin, "/readyz").await;
+        if code == 200 {
+            assert!(line.starts_with("ready partitions=3 "), "{line}");
+            break;
+        }
+        assert_eq!(code, 503, "{line}");
+        assert!(line.starts_with("waiting for partitions "), "{line}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready: {line}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sink.status.rows.load(Ordering::Relaxed), 0);
+    // Every partition held, each with its lag: 0 on an empty topic.
+    let page = metrics_until(&sink, 30, "a lag of 0 per partition", |page| {
+        lags(page) == (0..PARTITIONS).map(|p| (p, 0)).collect()
+    })
+    .await;
+    for line in [
+        "\nnearby_history_sink_ready 1\n",
+        "\nnearby_history_sink_partitions 3\n",
+        "# TYPE nearby_history_sink_lag gauge\n",
+        "# TYPE nearby_history_sink_abandoned_total counter\n",
+    ] {
+        assert!(page.contains(line), "/metrics lacks {line:?}:\n{page}");
+    }
+
+    // Records on every partition: written, then the lag is 0 everywhere again.
+    let producer: FutureProducer = nearby_common::kafka::producer_config(&names.brokers)
+        .create()
+        .unwrap();
+    let base = i64::from(rand::random::<u32>()) * 100;
+    let t0 = nearby_ingest::now_ms() - 600_000;
+    for i in 0..RECORDS {
+        // Round the partitions, so each has records.
+        let p = i32::try_from(i).unwrap() % PARTITIONS;
+        produce(&producer, &topic, base + i % USERS, t0 + i, Some(p)).await;
+    }
+    let page = metrics_until(&sink, 60, "every row written, lag 0", |page| {
+        sample(page, "nearby_history_sink_rows_total") == Some(RECORDS)
+            && lags(page) == (0..PARTITIONS).map(|p| (p, 0)).collect()
+    })
+    .await;
+    let ends: i64 = names
+        .committed_and_ends(PARTITIONS)
+        .iter()
+        .map(|e| e.2)
+        .sum();
+    assert_eq!(ends, RECORDS, "every record on the topic:\n{page}");
+
+    // Stopping: not ready any more, nothing abandoned, the group at the end of every partition.
+    sink.shutdown.cancel();
+    sink.task.await.unwrap().unwrap();
+    assert!(!sink.status.is_ready());
+    assert_eq!(sink.status.abandoned.load(Ordering::Relaxed), 0);
+    for (p, committed, end) in names.committed_and_ends(PARTITIONS) {
+        assert_eq!(committed, Offset::Offset(end), "partition {p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once() {
+    const PARTITIONS: i32 = 4;
+    const USERS: i64 = 40;
+    const RATE: u64 = 200; // records a second
+    let names = Names::new();
+    let topic = location_topic(&names.brokers, &names.prefix, PARTITIONS).await;
+    let a = names.start().await;
+    metrics_until(&a, 60, "A holds every partition", |page| {
+        sample(page, "nearby_history_sink_partitions") == Some(PARTITIONS.into())
+    })
+    .await;
+
+    // The load: one record every 1/RATE s, each (user, ts) unique, until told to stop.
+    let base = i64::from(rand::random::<u32>()) * 100;
+    let t0 = nearby_ingest::now_ms() - 600_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (brokers, topic, stop) = (names.brokers.clone(), topic.clone(), stop.clone());
+        async move {
+            let producer: FutureProducer = nearby_common::kafka::producer_config(&brokers)
+                .create()
+                .unwrap();
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+            let mut i = 0;
+            while !stop.load(Ordering::Acquire) {
+                tick.tick().await;
+                produce(&producer, &topic, base + i % USERS, t0 + i, None).await;
+                i += 1;
+            }
+            i
+        }
+    });
+
+    // B joins while A writes: the group moves some of A's partitions to B.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = names.start().await;
+    let held = |s: &SinkStatus| s.partitions.lock().unwrap().len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !(b.status.is_ready()
+        && held(&a.status) > 0
+        && held(&b.status) > 0
+        && held(&a.status) + held(&b.status) == PARTITIONS as usize)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the partitions were never shared: A {:?}, B {:?}",
+            a.status.partitions.lock().unwrap(),
+            b.status.partitions.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "shared: A {:?}, B {:?}",
+        a.status.partitions.lock().unwrap(),
+        b.status.partitions.lock().unwrap()
+    );
+
+    // A stops while the records keep coming: it drains, commits and leaves; B takes over.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.shutdown.cancel();
+    a.task.await.unwrap().expect("A stops cleanly");
+    assert!(!a.status.is_ready());
+    assert_eq!(
+        a.status.abandoned.load(Ordering::Relaxed),
+        0,
+        "A's drain confirmed every write"
+    );
+    metrics_until(&b, 60, "B holds every partition", |page| {
+        sample(page, "nearby_history_sink_partitions") == Some(PARTITIONS.into())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Release);
+    let produced = load.await.unwrap();
+
+    // B writes everything and its lag comes down to 0 on every partition.
+    let page = metrics_until(&b, 60, "B's lag 0 on every partition", |page| {
+        lags(page) == (0..PARTITIONS).map(|p| (p, 0)).collect()
+    })
+    .await;
+    let (rows_a, rows_b) = (
+        a.status.rows.load(Ordering::Relaxed),
+        b.status.rows.load(Ordering::Relaxed),
+    );
+    let produced_u = u64::try_from(produced).unwrap();
+    eprintln!("{produced} produced; rows written: A {rows_a}, B {rows_b}");
+    // Rows written twice are only those in flight at A when B joined (at most A's 256 write
+    // slots); A's stop handed over exactly after its last written row.
+    assert!(
+        rows_a + rows_b >= produced_u && rows_a + rows_b - produced_u <= 256,
+        "rewrites beyond the writes in flight at a hand-over:\n{page}"
+    );
+
+    // The table: every (user, ts) produced, once.
+    let found = rows_by_user(
+        &names.nodes,
+        &names.keyspace,
+        base,
+        USERS,
+        (t0, t0 + produced),
+    )
+    .await;
+    let mut want: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for i in 0..produced {
+        want.entry(base + i % USERS).or_default().push(t0 + i);
+    }
+    let counts = |m: &BTreeMap<i64, Vec<i64>>| -> BTreeMap<i64, usize> {
+        m.iter().map(|(u, ts)| (*u, ts.len())).collect()
+    };
+    assert_eq!(counts(&found), counts(&want), "rows by user");
+    assert_eq!(found, want, "exactly the reports produced");
+
+    // B stops: the group is at the end of every partition.
+    b.shutdown.cancel();
+    b.task.await.unwrap().expect("B stops cleanly");
+    for (p, committed, end) in names.committed_and_ends(PARTITIONS) {
+        assert_eq!(committed, Offset::Offset(end), "partition {p}");
+    }
+}
