@@ -2,7 +2,8 @@
 //! assignment (before any record) and goes at the stop; `/metrics` shows the partitions held and
 //! a lag per partition that comes down to 0 once everything produced is written; and with two
 //! instances in one group, stopping one while records keep flowing hands its partitions over
-//! without losing or adding a row.
+//! without losing or adding a row. The binary exits 1 when its run fails (an instance fenced by
+//! another with its `--instance-id`), 0 after a stop.
 
 mod support;
 
@@ -416,4 +417,54 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
     for (p, committed, end) in names.committed_and_ends(PARTITIONS) {
         assert_eq!(committed, Offset::Offset(end), "partition {p}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_fenced_by_its_static_twin_exits_non_zero_and_a_stopped_one_zero() {
+    use std::process::{Command, Stdio};
+    let names = Names::new();
+    location_topic(&names.brokers, &names.prefix, 2).await;
+    // Two processes with one `--instance-id`: the group fences the older one (a fatal error).
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_nearby-history-sink"))
+            .args([
+                format!("--topic-prefix={}", names.prefix),
+                format!("--cql-keyspace={}", names.keyspace),
+                format!("--group-id={}", names.group),
+                format!("--kafka-brokers={}", names.brokers),
+                format!("--cql-nodes={}", names.nodes),
+                "--admin-listen=127.0.0.1:0".to_owned(),
+                "--instance-id=twin".to_owned(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sink starts")
+    };
+    let mut older = spawn();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut newer = spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let fenced = loop {
+        if let Some(status) = older.try_wait().unwrap() {
+            break status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = older.kill();
+            let _ = newer.kill();
+            panic!("the older twin was never fenced");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(fenced.code(), Some(1), "a failed run exits 1");
+    assert!(
+        newer.try_wait().unwrap().is_none(),
+        "the newer twin runs on"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &newer.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(newer.wait().unwrap().code(), Some(0), "a stop exits 0");
 }
