@@ -397,19 +397,11 @@ async fn write(
 
 impl nearby_common::admin::AdminView for SinkStatus {
     fn readiness(&self) -> (bool, String) {
-        let partitions = self
-            .partitions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len();
-        let lag: i64 = self
-            .lag
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .sum();
+        let (held, lag) = crate::group::held_and_lag(self);
         let body = format!(
-            "partitions={partitions} lag={lag} rows={} retries={} poison={} skipped={} in_flight={} stored={} abandoned={}",
+            "partitions={} lag={} rows={} retries={} poison={} skipped={} in_flight={} stored={} abandoned={}",
+            held.len(),
+            lag.iter().map(|(_, n)| n).sum::<i64>(),
             self.rows.load(Ordering::Relaxed),
             self.retries.load(Ordering::Relaxed),
             self.poison.load(Ordering::Relaxed),
