@@ -107,6 +107,25 @@ impl Instance {
         }
     }
 
+    /// SIGTERM, and the exit status within `secs`: the orderly stop (commit, leave the group).
+    async fn terminate(&mut self, secs: u64) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fanout still running {secs} s after SIGTERM; log: {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: no commit, no leaving the group; the group notices after the session timeout.
     fn kill(&mut self) {
         let _ = self.child.kill();
@@ -414,5 +433,9 @@ async fn a_killed_instance_is_replaced_within_the_session_timeout_and_a_new_one_
         "deliveries stopped for {:?} while the third instance joined",
         joined.0
     );
-    drop((second, third));
+    // The orderly stop: SIGTERM ends each process cleanly, and promptly.
+    for mut instance in [second, third] {
+        let status = instance.terminate(15).await;
+        assert!(status.success(), "fanout exit status {status}");
+    }
 }

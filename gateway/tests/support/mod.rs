@@ -37,6 +37,31 @@ pub fn now_ms() -> i64 {
     nearby_ingest::now_ms()
 }
 
+/// The location and friendship topics under `prefix` (`nearby-admin topics create` makes them
+/// in a deployment; tests make their own), 3 partitions each.
+pub async fn create_topics(brokers: &str, prefix: &str) {
+    let admin = nearby_common::kafka::admin_client(brokers).expect("admin");
+    nearby_common::kafka::ensure_topics(
+        &admin,
+        &[
+            nearby_common::kafka::TopicSpec {
+                name: format!("{prefix}.location-updates"),
+                partitions: 3,
+                replication: 1,
+                retention: Duration::from_secs(3600),
+            },
+            nearby_common::kafka::TopicSpec {
+                name: format!("{prefix}.friendship-events"),
+                partitions: 3,
+                replication: 1,
+                retention: Duration::from_secs(3600),
+            },
+        ],
+    )
+    .await
+    .expect("location topic");
+}
+
 /// A running gateway.
 pub struct TestGateway {
     pub gw: Arc<Gateway>,
@@ -64,27 +89,7 @@ impl TestGateway {
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let config = GatewayConfig::parse_from(args);
-        // The location and friendship topics would be made by `nearby-admin topics create`; tests make their own.
-        let admin = nearby_common::kafka::admin_client(&config.stack.kafka_brokers).expect("admin");
-        nearby_common::kafka::ensure_topics(
-            &admin,
-            &[
-                nearby_common::kafka::TopicSpec {
-                    name: format!("{prefix}.location-updates"),
-                    partitions: 3,
-                    replication: 1,
-                    retention: Duration::from_secs(3600),
-                },
-                nearby_common::kafka::TopicSpec {
-                    name: format!("{prefix}.friendship-events"),
-                    partitions: 3,
-                    replication: 1,
-                    retention: Duration::from_secs(3600),
-                },
-            ],
-        )
-        .await
-        .expect("location topic");
+        create_topics(&config.stack.kafka_brokers, prefix).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
