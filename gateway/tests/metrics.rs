@@ -192,6 +192,36 @@ async fn fanout_metrics_parse_and_count_events_and_deliveries() {
         get(&after, "nearby_fanout_table_users{}") >= 2.0,
         "{after:?}"
     );
+    // The one instance owns the topic's 3 partitions; its table reader's lag per partition
+    // comes with the client's statistics (every 5 s) and is 0 once everything is read.
+    assert_eq!(get(&after, "nearby_fanout_owned_partitions{}"), 3.0);
+    for _ in 0..100 {
+        if (0..3).all(|p| after.contains_key(&format!("nearby_fanout_lag{{partition={p}}}"))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = scrape(fanout.admin).await;
+    }
+    for p in 0..3 {
+        assert_eq!(
+            after.get(&format!("nearby_fanout_lag{{partition={p}}}")),
+            Some(&0.0),
+            "{after:?}"
+        );
+    }
+
+    // Draining shows: the gauge turns 1 and each socket's reconnect is counted.
+    assert_eq!(
+        get(&scrape(gw.admin).await, "nearby_gateway_draining{}"),
+        0.0
+    );
+    let (status, _) = support::http(gw.admin, "POST", "/drain?window=1s", None, None).await;
+    assert_eq!(status, 202);
+    ca.next_of("reconnect", 10).await.expect("reconnect");
+    cb.next_of("reconnect", 10).await.expect("reconnect");
+    let drained = scrape(gw.admin).await;
+    assert_eq!(get(&drained, "nearby_gateway_draining{}"), 1.0);
+    assert_eq!(get(&drained, "nearby_gateway_reconnects_sent_total{}"), 2.0);
     fanout.stop().await;
     gw.stop().await;
 }
