@@ -5,6 +5,7 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 use nearby_common::StackArgs;
 
+pub mod drain;
 pub mod lag;
 pub mod replay;
 pub mod schema;
@@ -27,6 +28,9 @@ pub struct Cli {
 /// The admin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Take a gateway out of service: its clients get `reconnect` spread over a window, then it
+    /// stops (`POST /drain` on its admin port); `--wait` follows it until it has stopped.
+    Drain(drain::DrainArgs),
     /// How far the consumer groups are behind on the location topic, per partition.
     Lag(lag::LagArgs),
     /// Read the location topic again from a time: history, the Redis cache, any group.
@@ -54,6 +58,7 @@ pub enum Command {
 /// Runs one command, writing its report to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
     match cli.command {
+        Command::Drain(args) => drain::run(&args, out).await,
         Command::Lag(args) => lag::run(&cli.stack, &args, out).await,
         Command::Replay { action } => replay::run(&cli.stack, action, out).await,
         Command::Schema { action } => schema::run(&cli.stack, action, out).await,

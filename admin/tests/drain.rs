@@ -1,0 +1,218 @@
+//! `nearby-admin drain` against a real gateway, run in-process on port 0 with its own topics
+//! and keyspace on the running stack: the command reports the drain as the gateway answered it,
+//! with `--wait` follows it and returns once the gateway has stopped; a closed port is a clear
+//! error.
+
+#[allow(dead_code)]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use futures::StreamExt;
+use nearby_gateway::{Gateway, GatewayConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "admin-drain-test-secret";
+
+/// A gateway running in-process, as `nearby-gateway` runs it.
+struct RunningGateway {
+    gw: Arc<Gateway>,
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start_gateway(prefix: &str, keyspace: &str) -> RunningGateway {
+    let config = GatewayConfig::parse_from([
+        "nearby-gateway".to_owned(),
+        "--gateway-id=gw-drain".to_owned(),
+        format!("--topic-prefix={prefix}"),
+        format!("--cql-keyspace={keyspace}"),
+        format!("--jwt-secret={SECRET}"),
+        format!("--kafka-brokers={}", support::brokers()),
+        // The gateway's own default window; the command asks for another.
+        "--drain-window=30s".to_owned(),
+        "--drain-grace=5s".to_owned(),
+    ]);
+    // The topics `nearby-admin topics create` would have made (the gateway makes its delivery
+    // topic itself).
+    for topic in ["location-updates", "friendship-events"] {
+        support::create_topic(&format!("{prefix}.{topic}"), 1).await;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let admin = admin_listener.local_addr().expect("addr");
+    let gw = Gateway::build(config, CancellationToken::new())
+        .await
+        .expect("gateway builds");
+    let task = tokio::spawn(nearby_gateway::run(gw.clone(), listener, admin_listener));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !gw
+        .deliveries_ready
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gateway never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    RunningGateway {
+        gw,
+        addr,
+        admin,
+        task,
+    }
+}
+
+/// A client that behaves as the protocol asks: on `reconnect` it closes its socket. Returns
+/// whether it got the `reconnect`.
+async fn client(addr: std::net::SocketAddr, user: i64) -> tokio::task::JoinHandle<bool> {
+    let token = nearby_common::auth::mint_hs256(SECRET.as_bytes(), user, Duration::from_secs(600));
+    let url = format!("ws://{addr}/v1/ws?access_token={token}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("socket connects");
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(t) = msg {
+                let v: serde_json::Value = serde_json::from_str(&t).expect("JSON frame");
+                if v["type"] == "reconnect" {
+                    let _ = ws.close(None).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_with_wait_reports_the_drain_and_returns_once_the_gateway_stopped() {
+    let prefix = support::unique_prefix();
+    let keyspace = format!(
+        "test_admin_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let gw = start_gateway(&prefix, &keyspace).await;
+    let base = i64::from(rand_user());
+    let clients = vec![client(gw.addr, base).await, client(gw.addr, base + 1).await];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw.gw.registry.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sockets not registered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let admin_addr = gw.admin.to_string();
+    let started = tokio::time::Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_nearby-admin"))
+            .args([
+                "drain",
+                "--gateway-admin",
+                &admin_addr,
+                "--window",
+                "1s",
+                "--wait",
+            ])
+            .output(),
+    )
+    .await
+    .expect("nearby-admin drain --wait returned within 60 s")
+    .expect("nearby-admin runs");
+    let took = started.elapsed();
+    let text = support::stdout(&out);
+
+    // What the gateway answered: the two sockets, the asked window (not the gateway's 30 s
+    // default), its grace.
+    assert!(
+        text.lines().next().is_some_and(|l| l
+            == format!(
+                "gateway at {admin_addr} is draining: 2 connections, reconnects spread over 1s, \
+                 then up to 5s each for the client to close"
+            )),
+        "{text}"
+    );
+    assert!(
+        text.lines().last().is_some_and(|l| l.starts_with(&format!(
+            "gateway at {admin_addr} has stopped (its admin port no longer answers) after "
+        ))),
+        "{text}"
+    );
+    // Both clients closed within the window: far sooner than the window and grace together
+    // (the gateway's latest stop), and not before the gateway had stopped.
+    assert!(took < Duration::from_secs(6), "took {took:?}:\n{text}");
+    for c in clients {
+        assert!(c.await.expect("client task"), "a client got no reconnect");
+    }
+    assert!(
+        tokio::net::TcpStream::connect(gw.admin).await.is_err(),
+        "the admin port still answers"
+    );
+    tokio::time::timeout(Duration::from_secs(10), gw.task)
+        .await
+        .expect("the gateway's run ended")
+        .expect("joins")
+        .expect("the gateway ran cleanly");
+    assert_eq!(gw.gw.registry.len(), 0);
+    assert_eq!(gw.gw.metrics.reconnects_sent.get(), 2);
+
+    let client = nearby_common::kafka::admin_client(&support::brokers()).expect("admin client");
+    nearby_common::kafka::delete_topics(
+        &client,
+        &[
+            &format!("{prefix}.location-updates"),
+            &format!("{prefix}.friendship-events"),
+            &format!("{prefix}.deliveries.gw-drain"),
+        ],
+    )
+    .await
+    .expect("cleanup");
+}
+
+/// A random user id well above hand-made ones.
+fn rand_user() -> u32 {
+    (uuid::Uuid::new_v4().as_u128() as u32 >> 1) + 1_000
+}
+
+#[test]
+fn a_closed_port_is_a_clear_error() {
+    // A port that was just free: nothing listens there.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    for wait in [false, true] {
+        let mut args = vec![
+            "drain".to_owned(),
+            "--gateway-admin".to_owned(),
+            addr.to_string(),
+        ];
+        if wait {
+            args.push("--wait".to_owned());
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nearby-admin"))
+            .args(&args)
+            .output()
+            .expect("runs");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("no gateway admin port at {addr}")),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
