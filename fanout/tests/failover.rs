@@ -390,7 +390,8 @@ async fn a_killed_instance_is_replaced_within_the_session_timeout_and_a_new_one_
     reading.store(false, Ordering::Relaxed);
     reader.await.expect("reader");
 
-    let seen = seen.lock().expect("lock");
+    // The reader has ended: take what it saw (no lock held across the awaits below).
+    let seen = std::mem::take(&mut *seen.lock().expect("lock"));
     assert!(seen.deliveries > 0, "no delivery at all");
     assert!(
         seen.strangers.is_empty(),

@@ -126,19 +126,17 @@ async fn client(
     let started = *drain_started.get().expect("drain started");
 
     // Keep reporting, as a phone does, until the gateway says to go.
-    let mut reconnected = Instant::now();
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.tick().await;
-    loop {
+    let reconnected = loop {
         tokio::select! {
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
                     let v: Value = serde_json::from_str(&t).expect("JSON frame");
                     match v["type"].as_str() {
                         Some("reconnect") => {
-                            reconnected = Instant::now();
                             out.reconnect_after = Some(started.elapsed());
-                            break;
+                            break Instant::now();
                         }
                         Some("error") => out.unexpected.push(v.to_string()),
                         _ => {}
@@ -152,7 +150,7 @@ async fn client(
             },
             _ = tick.tick() => report(&mut ws, at, &mut out.sent).await,
         }
-    }
+    };
     // What a client does on `reconnect`: close this socket (the server answers the close), and
     // connect again, which the load balancer sends to another gateway: here, B.
     let _ = ws.close(None).await;

@@ -110,10 +110,13 @@ pub fn join(
             "session.timeout.ms",
             session_timeout.as_millis().to_string(),
         )
-        // Heartbeats at a third of the session timeout, as Kafka advises.
+        // A member learns of a rebalance from a heartbeat's answer, so the heartbeat interval
+        // bounds how long a partition of a leaving or joining instance goes without an owner:
+        // once a second (at most a third of the session timeout, as Kafka advises) keeps that
+        // pause short for one small request a second.
         .set(
             "heartbeat.interval.ms",
-            (session_timeout.as_millis() / 3).to_string(),
+            (session_timeout.as_millis() / 3).min(1000).to_string(),
         );
     let consumer: StreamConsumer<OwnershipContext> =
         config.create_with_context(OwnershipContext {
