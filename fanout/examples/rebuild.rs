@@ -1,0 +1,482 @@
+//! How long a NEW fanout instance takes to rebuild its table of every active user's latest
+//! position from the location topic, per million active users, and what it costs in CPU and
+//! memory.
+//!
+//! Setup (not measured): a fresh topic prefix (the location topic and the friendship-events
+//! topic), a fresh CQL keyspace with the user store's schema, and N users' position reports
+//! produced as the gateway's ingest produces them (the `LocationEvent` Avro record, keyed by the
+//! user id, murmur2 partitioner, current timestamps, the gateway id of a socket report). The
+//! producing runs in a child process (this program again), so its memory and CPU are not this
+//! process's.
+//!
+//! Measured: a real `FanoutService` in this process, from `build` until its status says ready
+//! (the table reader reached the end the topic had at start, and whatever else readiness asks),
+//! then the table's size is checked against N. Printed: seconds, users/s, seconds per million
+//! active users, this process's CPU seconds (/proc/self/stat) and its `VmRSS` growth per user,
+//! and the CPU seconds of the local stack's Kafka, Cassandra and Redis meanwhile (found by name).
+//! The users have no friends and no profiles in the fresh keyspace: each still costs the
+//! user-store reads of a user becoming active (friend list and profile, of empty partitions),
+//! but no deliveries.
+//! Everything the run created (topics, the fanout group, the keyspace, the cache keys) is
+//! deleted at the end.
+//!
+//! ```text
+//! eval "$(stack/stack.sh env)"
+//! cargo run --release -p nearby-fanout --example rebuild -- --users 1000000
+//! ```
+//!
+//! Extra fanout flags go through `--fanout`, e.g. `--fanout=--graph-loads=64`; `RUST_LOG` sets
+//! the log filter (default: warnings and the fanout's own lines).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use nearby_common::kafka::{self, TopicSpec};
+use nearby_common::redis_store::LocationCache;
+use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
+use nearby_loadgen::procfs;
+use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
+use rand::Rng;
+use rdkafka::ClientContext;
+use rdkafka::admin::AdminOptions;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio_util::sync::CancellationToken;
+
+/// Where the users stand: a box of about 30 km around San Francisco.
+const HOME: (f64, f64) = (37.7749, -122.4194);
+const HALF_BOX_DEG: (f64, f64) = (0.135, 0.17);
+
+#[derive(Debug, Parser)]
+#[command(about = "Times a new fanout instance's table rebuild from the location topic")]
+struct Args {
+    /// Active users (each with a position within the TTL).
+    #[arg(long, default_value_t = 200_000)]
+    users: u64,
+    /// Position reports per user (phones report every ~30 s: a 10-minute window holds ~20).
+    #[arg(long, default_value_t = 1)]
+    reports_per_user: u64,
+    /// Partitions of the location topic.
+    #[arg(long, default_value_t = 12)]
+    partitions: i32,
+    /// The gateway id the reports carry (as reports over a socket do).
+    #[arg(long, default_value = "gw-rebuild")]
+    gateway: String,
+    /// The fanout's sweep interval: how often it re-evaluates readiness (the timing's grain).
+    #[arg(long, default_value = "100ms")]
+    sweep_interval: String,
+    /// Give up when the instance is not ready after this many seconds.
+    #[arg(long, default_value_t = 1_800)]
+    timeout_secs: u64,
+    /// An extra flag for the fanout service (repeatable), e.g. `--fanout=--graph-loads=64`.
+    #[arg(long = "fanout", allow_hyphen_values = true)]
+    fanout_args: Vec<String>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "NEARBY_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
+    /// CQL contact points, comma-separated.
+    #[arg(long, env = "NEARBY_CQL_NODES", default_value = "127.0.0.1:9042")]
+    cql_nodes: String,
+    /// Redis URL of the latest-location cache.
+    #[arg(
+        long,
+        env = "NEARBY_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    redis_url: String,
+    /// Internal: produce the users' reports into this topic and exit (the child process).
+    #[arg(long, hide = true)]
+    produce_into: Option<String>,
+    /// Internal: the first user id (the child process).
+    #[arg(long, hide = true, default_value_t = 0)]
+    user_base: i64,
+}
+
+/// What one run created, so that all of it can be deleted.
+#[derive(Debug)]
+struct Run {
+    prefix: String,
+    location_topic: String,
+    friendship_topic: String,
+    keyspace: String,
+    group: String,
+    user_base: i64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(topic) = &args.produce_into {
+        return produce(&args, topic);
+    }
+    // The service's own lines (and every warning), without the driver's chatter.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,nearby_fanout=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Runtime::new()?.block_on(measure_and_clean(&args))
+}
+
+/// Epoch ms by the system clock.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn measure_and_clean(args: &Args) -> anyhow::Result<()> {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let prefix = format!("rebuild.{suffix}");
+    let topics = nearby_common::Topics::new(&prefix)?;
+    let run = Run {
+        location_topic: topics.location_updates(),
+        friendship_topic: topics.friendship_events(),
+        keyspace: format!("rebuild_{suffix}"),
+        group: format!("rebuild-fanout-{suffix}"),
+        user_base: nearby_loadgen::net::user_base(),
+        prefix,
+    };
+    let result = measure(args, &run).await;
+    if let Err(e) = clean(args, &run).await {
+        eprintln!("cleanup failed: {e:#}");
+    }
+    result
+}
+
+#[allow(clippy::cast_precision_loss)]
+async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
+    let users = args.users;
+    let events = users * args.reports_per_user;
+    println!(
+        "rebuild: {users} users, {} report(s) each ({events} events), {} partitions, prefix {}",
+        args.reports_per_user, args.partitions, run.prefix
+    );
+
+    // Setup: topics, keyspace, the users' reports.
+    let started = Instant::now();
+    let admin = kafka::admin_client(&args.kafka_brokers)?;
+    let retention = Duration::from_secs(3600);
+    kafka::ensure_topics(
+        &admin,
+        &[
+            TopicSpec {
+                name: run.location_topic.clone(),
+                partitions: args.partitions,
+                replication: 1,
+                retention,
+            },
+            TopicSpec {
+                name: run.friendship_topic.clone(),
+                partitions: args.partitions,
+                replication: 1,
+                retention,
+            },
+        ],
+    )
+    .await?;
+    let nodes: Vec<String> = args.cql_nodes.split(',').map(str::to_owned).collect();
+    let session = nearby_common::cql::connect(&nodes).await?;
+    nearby_common::users::create_schema(&session, &run.keyspace, 1).await?;
+    drop(session);
+    println!(
+        "  setup: topics and keyspace in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            format!("--produce-into={}", run.location_topic),
+            format!("--user-base={}", run.user_base),
+            format!("--users={users}"),
+            format!("--reports-per-user={}", args.reports_per_user),
+            format!("--gateway={}", args.gateway),
+            format!("--kafka-brokers={}", args.kafka_brokers),
+        ])
+        .status()
+        .context("starting the producing child")?;
+    anyhow::ensure!(status.success(), "producing failed: {status}");
+    let produce_secs = started.elapsed().as_secs_f64();
+    println!(
+        "  setup: {events} events produced in {produce_secs:.1} s ({:.0}/s, a child process)",
+        events as f64 / produce_secs
+    );
+
+    // Measured: a new instance, from build to ready.
+    let mut fanout_args = vec![
+        "nearby-fanout".to_owned(),
+        format!("--topic-prefix={}", run.prefix),
+        format!("--cql-keyspace={}", run.keyspace),
+        format!("--group-id={}", run.group),
+        format!("--sweep-interval={}", args.sweep_interval),
+        format!("--kafka-brokers={}", args.kafka_brokers),
+        format!("--cql-nodes={}", args.cql_nodes),
+        format!("--redis-url={}", args.redis_url),
+    ];
+    fanout_args.extend(args.fanout_args.iter().cloned());
+    let config = FanoutServiceConfig::try_parse_from(fanout_args)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let admin_addr = listener.local_addr()?;
+
+    let rss_before = procfs::vm_kib("self", "VmRSS")?;
+    let cpu_before = procfs::cpu_secs("self").unwrap_or(0.0);
+    let ticks_before = procfs::machine_ticks();
+    let stack = stack_pids();
+    let stack_before: Vec<f64> = stack
+        .iter()
+        .map(|(_, pid)| procfs::cpu_secs(&pid.to_string()).unwrap_or(0.0))
+        .collect();
+    let started = Instant::now();
+    let service = FanoutService::build(config).await?;
+    let built_secs = started.elapsed().as_secs_f64();
+    let status = service.status.clone();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(service.run(listener, shutdown.clone()));
+
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let mut applied_secs = None;
+    let mut last_progress = Instant::now();
+    let ready_secs = loop {
+        if status.ready.load(Ordering::Acquire) {
+            break started.elapsed().as_secs_f64();
+        }
+        let applied = status.events.load(Ordering::Relaxed);
+        if applied_secs.is_none() && applied >= events {
+            applied_secs = Some(started.elapsed().as_secs_f64());
+        }
+        if task.is_finished() {
+            shutdown.cancel();
+            task.await??;
+            bail!("the fanout service stopped before it was ready");
+        }
+        if Instant::now() >= deadline {
+            shutdown.cancel();
+            let _ = task.await;
+            bail!(
+                "not ready after {} s ({applied} of {events} events applied)",
+                args.timeout_secs
+            );
+        }
+        if last_progress.elapsed() >= Duration::from_secs(10) {
+            eprintln!(
+                "  ... {:.0} s: {applied} events applied, {} users in the table",
+                started.elapsed().as_secs_f64(),
+                status.table_users.load(Ordering::Relaxed)
+            );
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let cpu_secs = procfs::cpu_secs("self").unwrap_or(0.0) - cpu_before;
+    let busy = procfs::busy_share(ticks_before);
+    let stack_cpu: Vec<String> = stack
+        .iter()
+        .zip(&stack_before)
+        .map(|((name, pid), before)| {
+            let after = procfs::cpu_secs(&pid.to_string()).unwrap_or(*before);
+            format!("{name} {:.2} s", after - before)
+        })
+        .collect();
+    let rss_after = procfs::vm_kib("self", "VmRSS")?;
+    let applied_secs = applied_secs.unwrap_or(ready_secs);
+    let table_users = status.table_users.load(Ordering::Relaxed);
+    let applied = status.events.load(Ordering::Relaxed);
+    let poison = status.poison.load(Ordering::Relaxed);
+    let graph_errors = status.graph_errors.load(Ordering::Relaxed);
+    let readyz = nearby_loadgen::net::http(admin_addr, "GET", "/readyz", None, "")
+        .await
+        .map_or_else(
+            |e| format!("unread: {e}"),
+            |(code, body)| format!("{code} {body}"),
+        );
+
+    let stopping = Instant::now();
+    shutdown.cancel();
+    task.await??;
+    let stop_secs = stopping.elapsed().as_secs_f64();
+
+    let per_million = ready_secs * 1e6 / users as f64;
+    let rss_growth_kib = rss_after.saturating_sub(rss_before);
+    println!("  build (CQL, schema check, Redis): {built_secs:.2} s");
+    println!("  every event applied:              {applied_secs:.2} s after start");
+    println!("  ready:                            {ready_secs:.2} s after start");
+    println!("  /readyz:                          {}", readyz.trim());
+    println!(
+        "  table: {table_users} users (expected {users}); {applied} events applied, {poison} poison, {graph_errors} friend-list errors"
+    );
+    println!(
+        "  => {users} users in {ready_secs:.2} s: {:.0} users/s, {:.0} events/s, {per_million:.1} s per million active users",
+        users as f64 / ready_secs,
+        applied as f64 / ready_secs
+    );
+    println!(
+        "  CPU of this process (the fanout): {cpu_secs:.2} s ({:.1} s per million users){}",
+        cpu_secs * 1e6 / users as f64,
+        busy.map_or(String::new(), |b| format!(
+            "; machine {:.0} % busy (all cores)",
+            b * 100.0
+        ))
+    );
+    if !stack_cpu.is_empty() {
+        println!("  CPU of the stack meanwhile: {}", stack_cpu.join(", "));
+    }
+    println!(
+        "  VmRSS: {} MiB before build, {} MiB at ready: +{} MiB, {:.0} bytes per user",
+        rss_before / 1024,
+        rss_after / 1024,
+        rss_growth_kib / 1024,
+        rss_growth_kib as f64 * 1024.0 / users as f64
+    );
+    println!("  stopped in {stop_secs:.2} s");
+    if table_users != users {
+        bail!("the table holds {table_users} users, not {users}");
+    }
+    Ok(())
+}
+
+/// The local stack's processes (as `stack/stack.sh` runs them), by role, for their CPU time.
+fn stack_pids() -> Vec<(&'static str, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for pid in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        // Redis rewrites its command line; Java's says which program it runs.
+        let role = match comm.trim_end() {
+            "redis-server" => "redis",
+            "java" if cmdline.contains("CassandraDaemon") => "cassandra",
+            "java" if cmdline.contains("kafka.Kafka") => "kafka",
+            _ => continue,
+        };
+        found.push((role, pid));
+    }
+    found.sort_unstable();
+    found
+}
+
+/// Deletes the topics, the fanout group's offsets, the cache keys and the keyspace of `run`.
+async fn clean(args: &Args, run: &Run) -> anyhow::Result<()> {
+    let admin = kafka::admin_client(&args.kafka_brokers)?;
+    kafka::delete_topics(&admin, &[&run.location_topic, &run.friendship_topic]).await?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let groups = admin.delete_groups(&[&run.group], &opts).await?;
+    for g in groups {
+        if let Err((group, code)) = g {
+            // A group that never committed does not exist: nothing to delete.
+            if code != RDKafkaErrorCode::GroupIdNotFound {
+                eprintln!("  group {group} not deleted: {code}");
+            }
+        }
+    }
+
+    // The cache writes the instance made (if it owned partitions while it rebuilt).
+    let cache = LocationCache::new(&run.prefix, 600);
+    let mut redis = nearby_common::redis_store::connect(&args.redis_url).await?;
+    let mut removed = 0_i64;
+    let ids: Vec<i64> = (0..i64::try_from(args.users)?)
+        .map(|i| run.user_base + i)
+        .collect();
+    for chunk in ids.chunks(1_000) {
+        let keys: Vec<String> = chunk.iter().map(|u| cache.key(*u)).collect();
+        removed += redis::cmd("UNLINK")
+            .arg(&keys)
+            .query_async::<i64>(&mut redis)
+            .await?;
+    }
+
+    let nodes: Vec<String> = args.cql_nodes.split(',').map(str::to_owned).collect();
+    let session = nearby_common::cql::connect(&nodes).await?;
+    session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", run.keyspace), ())
+        .await?;
+    println!(
+        "  cleaned up: topics, group, {removed} cache entries the instance had written, keyspace"
+    );
+    Ok(())
+}
+
+/// Counts the broker's acks.
+#[derive(Debug, Default)]
+struct Acks {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        let counter = if result.is_ok() {
+            &self.ok
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The child process: every user's reports into `topic`, as fast as the producer takes them,
+/// each user's in order (round by round: all users' first report, then all their second).
+fn produce(args: &Args, topic: &str) -> anyhow::Result<()> {
+    let producer: ThreadedProducer<Acks> = kafka::producer_config(&args.kafka_brokers)
+        .set("queue.buffering.max.messages", "500000")
+        .create_with_context(Acks::default())?;
+    let mut rng = rand::rng();
+    let mut payload = Vec::with_capacity(96);
+    for _ in 0..args.reports_per_user {
+        for i in 0..args.users {
+            let user_id = args.user_base + i64::try_from(i)?;
+            let now = now_ms();
+            let event = LocationEvent {
+                user_id,
+                gateway_id: Some(args.gateway.clone()),
+                ts: now,
+                received_at: now,
+                body: LocationBody::Position(PositionReport {
+                    lat: HOME.0 + rng.random_range(-HALF_BOX_DEG.0..HALF_BOX_DEG.0),
+                    lon: HOME.1 + rng.random_range(-HALF_BOX_DEG.1..HALF_BOX_DEG.1),
+                    accuracy_m: Some(10.0),
+                }),
+            };
+            payload.clear();
+            nearby_schemas::encode(&event, &mut payload)?;
+            let key = nearby_common::ids::user_key(user_id);
+            let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    let acks = producer.context();
+    let (ok, failed) = (
+        acks.ok.load(Ordering::Relaxed),
+        acks.failed.load(Ordering::Relaxed),
+    );
+    let want = args.users * args.reports_per_user;
+    anyhow::ensure!(
+        failed == 0 && ok == want,
+        "{ok} of {want} acked, {failed} failed"
+    );
+    Ok(())
+}
