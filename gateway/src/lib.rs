@@ -185,12 +185,38 @@ impl Gateway {
     }
 }
 
-/// Once a drain starts, stops the gateway (cancels its shutdown token) when every session has
-/// ended, or at the drain's deadline.
+/// Once a drain starts: queues `reconnect` on every socket in turn over the window, then stops
+/// the gateway (cancels its shutdown token) when every session has ended, or at the drain's
+/// deadline.
 async fn stop_when_drained(gw: Arc<Gateway>) {
     tokio::select! {
         () = gw.shutdown.cancelled() => return,
         () = gw.drain.started() => {}
+    }
+    // Two passes: the second reaches sockets whose upgrade was under way at the first.
+    let mut told = std::collections::HashSet::new();
+    for _ in 0..2 {
+        let conns: Vec<_> = gw
+            .registry
+            .all()
+            .into_iter()
+            .filter(|c| !told.contains(&c.session_id))
+            .collect();
+        let n = conns.len();
+        for (i, conn) in conns.into_iter().enumerate() {
+            tokio::select! {
+                () = gw.shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(gw.drain.turn(i, n)) => {}
+            }
+            let frame = protocol::ServerFrame::Reconnect {
+                reason: "draining",
+                after_ms: None,
+            };
+            if conn.outbox.push(frame) {
+                gw.metrics.reconnects_sent.inc();
+            }
+            told.insert(conn.session_id.clone());
+        }
     }
     let deadline = gw
         .drain

@@ -64,6 +64,12 @@ impl Registry {
         })
     }
 
+    /// Every open connection (a snapshot; for the drain, not for the delivery path).
+    pub fn all(&self) -> Vec<Arc<Connection>> {
+        let map = self.by_user.read().unwrap_or_else(|p| p.into_inner());
+        map.values().flatten().cloned().collect()
+    }
+
     /// How many connections are open.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)

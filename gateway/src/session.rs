@@ -121,38 +121,26 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
     let idle = tokio::time::sleep_until(last_seen + cfg.idle_timeout);
     tokio::pin!(idle);
     let shutdown = gw.shutdown.clone();
-    // The drain's timer, made only once a drain starts (idle sessions stay small): first it
-    // runs to this session's turn to be sent `reconnect`, then to the end of its grace.
-    let mut drain_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-    let mut reconnect_sent = false;
+    // Once this session has sent `reconnect` (the drain queues it in the outbox), the end of
+    // the client's grace to close; made only then, so idle sessions stay small.
+    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
 
     let close_with = loop {
         tokio::select! {
             // Shutdown first: a stopping gateway stops taking work before anything else.
             biased;
             () = shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
-            () = gw.drain.started(), if drain_timer.is_none() => {
-                drain_timer = Some(Box::pin(tokio::time::sleep_until(gw.drain.turn())));
-            }
-            () = async { if let Some(t) = drain_timer.as_mut() { t.await } }, if drain_timer.is_some() => {
-                if reconnect_sent {
-                    break Some((close::GOING_AWAY, "drained: connect again"));
-                }
-                // The client reconnects elsewhere and closes this socket; until it does, its
-                // frames are still read and its reports still taken, so none is lost.
-                let frame = ServerFrame::Reconnect { reason: "draining", after_ms: None };
-                if send_all(&mut sink, vec![frame], cfg.send_timeout).await.is_err() {
-                    break None;
-                }
-                gw.metrics.reconnects_sent.inc();
-                reconnect_sent = true;
-                if let Some(t) = drain_timer.as_mut() {
-                    t.as_mut().reset(Instant::now() + gw.drain.grace);
-                }
+            () = async { if let Some(t) = grace.as_mut() { t.await } }, if grace.is_some() => {
+                break Some((close::GOING_AWAY, "drained: connect again"));
             }
             batch = conn.outbox.next_batch() => {
                 if batch.is_empty() {
                     break None;
+                }
+                // The client reconnects elsewhere and closes this socket; until it does, its
+                // frames are still read and its reports still taken, so none is lost.
+                if grace.is_none() && batch.iter().any(|f| matches!(f, ServerFrame::Reconnect { .. })) {
+                    grace = Some(Box::pin(tokio::time::sleep(gw.drain.grace)));
                 }
                 if send_all(&mut sink, batch, cfg.send_timeout).await.is_err() {
                     debug!("client too slow or gone; closing");
