@@ -1,9 +1,8 @@
-//! A rolling restart of every stage, one instance at a time, while 100 clients report every
-//! second, on the real stack: two history sinks, two fanout instances and two gateways, each
-//! stopped the way its signal stops it (sinks and fanout: their shutdown token, which SIGTERM
-//! cancels; gateways: a drain) and started again. Clients see at most a `reconnect` (no error,
-//! no close without one), friends keep seeing each other, and the history table holds every
-//! report the clients sent, exactly once.
+//! A rolling restart of every stage, one process at a time, while 100 clients report every
+//! second, on the real stack: two history sinks, two fanout instances and two gateways, each a
+//! real process of its binary, stopped with SIGTERM (a gateway's SIGTERM drains it) and started
+//! again. Clients see at most a `reconnect` (no error, no close without one), friends keep
+//! seeing each other, and the history table holds every report the clients sent, exactly once.
 
 mod pipeline;
 mod support;
@@ -14,12 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
 use futures::{SinkExt, StreamExt};
-use nearby_history_sink::{HistorySink, SinkConfig};
 use pipeline::*;
 use serde_json::{Value, json};
-use support::{TestGateway, http, now_ms, token, unique, user};
+use support::process::{Process, binary, free_addr};
+use support::{SECRET, brokers, create_topics, now_ms, token, unique, user};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -147,62 +145,83 @@ async fn client(
     out
 }
 
-/// A history sink in-process; `stop` is what SIGTERM does to the process.
-struct TestSink {
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+/// Names shared by every process of the test's system.
+struct System {
+    prefix: String,
+    keyspace: String,
+    fanout_group: String,
+    sink_group: String,
 }
 
-impl TestSink {
-    async fn start(prefix: &str, keyspace: &str, group: &str) -> Self {
-        let shutdown = CancellationToken::new();
-        let sink = HistorySink::build(
-            SinkConfig::parse_from([
-                "nearby-history-sink".to_owned(),
-                format!("--topic-prefix={prefix}"),
-                format!("--cql-keyspace={keyspace}"),
-                format!("--group-id={group}"),
-            ]),
-            &shutdown,
-        )
-        .await
-        .expect("sink builds");
-        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let task = tokio::spawn(sink.run(admin, shutdown.clone()));
-        Self { shutdown, task }
+/// How long a stage may take to be ready (a gateway creates tables; fanout rebuilds its table).
+const READY: Duration = Duration::from_secs(60);
+/// A gateway's drain: the window and the grace it gives clients.
+const DRAIN_WINDOW_S: u64 = 2;
+const DRAIN_GRACE_S: u64 = 3;
+
+impl System {
+    fn common(&self) -> Vec<String> {
+        vec![
+            format!("--topic-prefix={}", self.prefix),
+            format!("--cql-keyspace={}", self.keyspace),
+        ]
     }
 
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("joins").expect("sink ran cleanly");
+    async fn gateway(&self, id: &str) -> (Process, SocketAddr) {
+        let addr = free_addr();
+        let mut args = self.common();
+        args.extend([
+            format!("--gateway-id={id}"),
+            format!("--jwt-secret={SECRET}"),
+            format!("--listen={addr}"),
+            format!("--drain-window={DRAIN_WINDOW_S}s"),
+            format!("--drain-grace={DRAIN_GRACE_S}s"),
+        ]);
+        let mut p = Process::spawn(&binary("nearby-gateway"), &args, id);
+        p.ready(READY).await;
+        (p, addr)
+    }
+
+    async fn fanout(&self) -> Process {
+        let mut args = self.common();
+        args.extend([
+            format!("--group-id={}", self.fanout_group),
+            "--sweep-interval=200ms".to_owned(),
+        ]);
+        let mut p = Process::spawn(&binary("nearby-fanout"), &args, "fanout");
+        p.ready(READY).await;
+        p
+    }
+
+    async fn sink(&self) -> Process {
+        let mut args = self.common();
+        args.push(format!("--group-id={}", self.sink_group));
+        let mut p = Process::spawn(&binary("nearby-history-sink"), &args, "history-sink");
+        p.ready(READY).await;
+        p
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_of_every_stage_costs_clients_at_most_a_reconnect_and_history_nothing() {
-    let (prefix, keyspace) = (unique("test."), unique("test_gw_"));
-    let (fanout_group, sink_group) = (unique("test-fanout-"), unique("test-sink-"));
-    let gw_args = ["--drain-window=2s", "--drain-grace=3s"];
-    let mut gateways = vec![
-        TestGateway::start_on(&prefix, &keyspace, "gw-1", &gw_args).await,
-        TestGateway::start_on(&prefix, &keyspace, "gw-2", &gw_args).await,
-    ];
-    let mut fanouts = vec![
-        TestFanout::start_in_group(&prefix, &keyspace, &fanout_group, &[]).await,
-        TestFanout::start_in_group(&prefix, &keyspace, &fanout_group, &[]).await,
-    ];
-    let mut sinks = vec![
-        TestSink::start(&prefix, &keyspace, &sink_group).await,
-        TestSink::start(&prefix, &keyspace, &sink_group).await,
-    ];
+    let system = System {
+        prefix: unique("test."),
+        keyspace: unique("test_gw_"),
+        fanout_group: unique("test-fanout-"),
+        sink_group: unique("test-sink-"),
+    };
+    create_topics(&brokers(), &system.prefix).await;
+    // The first gateway creates the user store's tables before the others start.
+    let mut gateways = vec![system.gateway("gw-1").await];
+    gateways.push(system.gateway("gw-2").await);
+    let mut fanouts = vec![system.fanout().await, system.fanout().await];
+    let mut sinks = vec![system.sink().await, system.sink().await];
     let balancer = Arc::new(Balancer::default());
-    balancer.set(&[gateways[0].addr, gateways[1].addr]);
+    balancer.set(&[gateways[0].1, gateways[1].1]);
 
     let pairs: Vec<(i64, i64)> = (0..PAIRS).map(|_| (user(), user())).collect();
     for &(a, b) in &pairs {
-        befriend(&gateways[0], a, b).await;
+        befriend_at(gateways[0].1, a, b).await;
     }
     let started_ms = now_ms();
     let phase = Arc::new(AtomicUsize::new(0));
@@ -216,7 +235,7 @@ async fn a_rolling_restart_of_every_stage_costs_clients_at_most_a_reconnect_and_
                 me,
                 friend,
                 spot,
-                gateways[gw].addr,
+                gateways[gw].1,
                 balancer.clone(),
                 phase.clone(),
                 stop.clone(),
@@ -225,43 +244,37 @@ async fn a_rolling_restart_of_every_stage_costs_clients_at_most_a_reconnect_and_
     }
     tokio::time::sleep(SETTLE).await;
 
+    // Each stop is a SIGTERM and must end in a clean exit within its bound.
+    let stop_within = Duration::from_secs(15);
     let mut steps = vec!["steady"];
     // History sinks, one at a time.
     for i in 0..2 {
         steps.push("history sink restart");
         phase.store(steps.len() - 1, Ordering::Relaxed);
-        let old = sinks.remove(i);
-        old.stop().await;
-        sinks.insert(i, TestSink::start(&prefix, &keyspace, &sink_group).await);
+        sinks.remove(i).terminate(stop_within).await;
+        sinks.insert(i, system.sink().await);
         tokio::time::sleep(SETTLE).await;
     }
-    // Fanout instances, one at a time; each new one is back once its table is rebuilt.
+    // Fanout instances, one at a time; each new one is ready once its table is rebuilt and it
+    // has joined the group.
     for i in 0..2 {
         steps.push("fanout restart");
         phase.store(steps.len() - 1, Ordering::Relaxed);
-        let old = fanouts.remove(i);
-        old.stop().await;
-        fanouts.insert(
-            i,
-            TestFanout::start_in_group(&prefix, &keyspace, &fanout_group, &[]).await,
-        );
+        fanouts.remove(i).terminate(stop_within).await;
+        fanouts.insert(i, system.fanout().await);
         tokio::time::sleep(SETTLE).await;
     }
-    // Gateways, one at a time: out of the balancer, drained, started again under its id.
+    // Gateways, one at a time: out of the balancer, SIGTERM (a drain), started again under its
+    // id once it has exited.
     for (i, id) in ["gw-1", "gw-2"].into_iter().enumerate() {
         steps.push("gateway restart");
         phase.store(steps.len() - 1, Ordering::Relaxed);
-        let other = gateways[1 - i].addr;
-        balancer.set(&[other]);
-        let old = gateways.remove(i);
-        let (status, body) = http(old.admin, "POST", "/drain", None, None).await;
-        assert_eq!(status, 202, "{body}");
-        old.stopped_within(2 + 3 + 10).await;
-        gateways.insert(
-            i,
-            TestGateway::start_on(&prefix, &keyspace, id, &gw_args).await,
-        );
-        balancer.set(&[gateways[0].addr, gateways[1].addr]);
+        balancer.set(&[gateways[1 - i].1]);
+        let (old, _) = gateways.remove(i);
+        old.terminate(Duration::from_secs(DRAIN_WINDOW_S + DRAIN_GRACE_S + 10))
+            .await;
+        gateways.insert(i, system.gateway(id).await);
+        balancer.set(&[gateways[0].1, gateways[1].1]);
         tokio::time::sleep(SETTLE).await;
     }
     steps.push("after");
@@ -317,11 +330,14 @@ async fn a_rolling_restart_of_every_stage_costs_clients_at_most_a_reconnect_and_
 
     // History: every report, exactly once (the table's key makes a replayed row the same row;
     // the count shows nothing is missing and nothing foreign is there).
+    let nodes: Vec<String> = std::env::var("NEARBY_CQL_NODES")
+        .unwrap_or_else(|_| "127.0.0.1:9042".into())
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     let history = nearby_common::history::HistoryStore::new(
-        nearby_common::cql::connect(&gateways[0].gw.config.stack.cql_nodes)
-            .await
-            .expect("cql"),
-        &keyspace,
+        nearby_common::cql::connect(&nodes).await.expect("cql"),
+        &system.keyspace,
     )
     .await
     .expect("history store");
@@ -352,13 +368,11 @@ async fn a_rolling_restart_of_every_stage_costs_clients_at_most_a_reconnect_and_
         }
     }
 
-    for s in sinks {
-        s.stop().await;
+    for p in sinks.into_iter().chain(fanouts) {
+        p.terminate(stop_within).await;
     }
-    for f in fanouts {
-        f.stop().await;
-    }
-    for g in gateways {
-        g.stop().await;
+    for (g, _) in gateways {
+        g.terminate(Duration::from_secs(DRAIN_WINDOW_S + DRAIN_GRACE_S + 10))
+            .await;
     }
 }

@@ -90,20 +90,24 @@ pub async fn system(extra_gateway: &[&str], extra_fanout: &[&str]) -> (TestGatew
 
 /// Makes `a` and `b` accepted friends through the API.
 pub async fn befriend(gw: &TestGateway, a: i64, b: i64) {
+    befriend_at(gw.addr, a, b).await;
+}
+
+/// Makes `a` and `b` accepted friends through the API of the gateway at `addr`.
+pub async fn befriend_at(addr: std::net::SocketAddr, a: i64, b: i64) {
+    let call = |u: i64, method: &'static str, path: String| async move {
+        support::http(addr, method, &path, Some(&support::token(u)), None).await
+    };
     // Both must exist (their first call creates them) before one can ask the other.
     for u in [a, b] {
-        assert_eq!(gw.call(u, "GET", "/v1/me", None).await.0, 200);
+        assert_eq!(call(u, "GET", "/v1/me".into()).await.0, 200);
     }
     assert_eq!(
-        gw.call(a, "PUT", &format!("/v1/me/friends/{b}"), None)
-            .await
-            .1["status"],
+        call(a, "PUT", format!("/v1/me/friends/{b}")).await.1["status"],
         "requested"
     );
     assert_eq!(
-        gw.call(b, "PUT", &format!("/v1/me/friends/{a}"), None)
-            .await
-            .1["status"],
+        call(b, "PUT", format!("/v1/me/friends/{a}")).await.1["status"],
         "accepted"
     );
 }
