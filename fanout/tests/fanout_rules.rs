@@ -444,3 +444,78 @@ fn bad_events_are_ignored() {
         .is_err()
     );
 }
+
+#[test]
+fn a_takeover_refresh_repairs_what_nobody_fanned_out() {
+    let mut w = World::new();
+    let dan = 4;
+    w.graph.befriend(ANA, dan);
+    w.apply(&connected(dan, T0, "gw-d", "d1"), T0);
+    // All three active, Ben and Dan near Ana: each sees the others it is friends with.
+    w.apply(
+        &position(BEN, T0 + 1_000, north_of(PARIS, 1_000.0)),
+        T0 + 1_000,
+    );
+    w.apply(
+        &position(dan, T0 + 1_000, north_of(PARIS, 2_000.0)),
+        T0 + 1_000,
+    );
+    w.apply(&position(ANA, T0 + 2_000, PARIS), T0 + 2_000);
+    // Then Ana's partition had no owner (its instance was killed): she moved closer to Ben,
+    // Carol reported, and Dan (whose partition is owned elsewhere, so only the table learns
+    // of it here) went 20 km away. Nobody told Ana's friends of her move.
+    let moved = north_of(PARIS, 500.0);
+    w.apply_as(&position(ANA, T0 + 12_000, moved), false, T0 + 12_000);
+    w.apply_as(&position(CAROL, T0 + 12_000, PARIS), false, T0 + 12_000);
+    w.apply_as(
+        &position(dan, T0 + 13_000, north_of(PARIS, 20_000.0)),
+        false,
+        T0 + 13_000,
+    );
+    assert!(w.out.deliveries.is_empty());
+
+    // The new owner of Ana's partition (not Dan's, not Ben's) refreshes what came since the
+    // gap began.
+    w.out.clear();
+    let sent = w.fanout.refresh(
+        T0 + 5_000,
+        |u| u == ANA || u == CAROL,
+        T0 + 14_000,
+        &mut w.out,
+    );
+    assert_eq!(sent, 2, "Ana and Carol reported since");
+    // Ben gets Ana's current position, with its report time and the right distance.
+    let to_ben = locations_to(&w.out, BEN);
+    assert_eq!(to_ben.len(), 1);
+    assert_eq!(
+        (to_ben[0].friend_id, to_ben[0].updated_at),
+        (ANA, T0 + 12_000)
+    );
+    assert!(
+        close(to_ben[0].distance_m, 500.0),
+        "{}",
+        to_ben[0].distance_m
+    );
+    // Dan, now out of Ana's range, is told she left; Carol's friends (none) get nothing.
+    assert_eq!(
+        lefts_to(&w.out, dan),
+        vec![FriendLeft {
+            friend_id: ANA,
+            reason: LeftReason::OutOfRange
+        }]
+    );
+    assert!(to(&w.out, CAROL).is_empty() && to(&w.out, ANA).is_empty());
+    // Both entries go to the cache again.
+    let cached: Vec<i64> = w.out.cache_writes.iter().map(|c| c.user_id).collect();
+    assert_eq!(cached.len(), 2);
+    assert!(cached.contains(&ANA) && cached.contains(&CAROL));
+
+    // Nothing older than `since`, and nothing of a partition not owned.
+    w.out.clear();
+    assert_eq!(
+        w.fanout
+            .refresh(T0 + 12_500, |u| u == ANA, T0 + 14_000, &mut w.out),
+        0
+    );
+    assert!(w.out.deliveries.is_empty() && w.out.cache_writes.is_empty());
+}

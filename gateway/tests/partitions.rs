@@ -233,6 +233,15 @@ async fn friends_keep_seeing_each_other_when_partitions_are_added() {
     eprintln!(
         "fanout reads and owns 6 partitions {owned_after:?} after the grow; A's reports meanwhile: {summary:?}"
     );
+    // Whatever became of each one (a report on a partition nobody owned yet is fanned out by
+    // no one), once fanout owns the new partitions B has A's latest: the takeover sends the
+    // recent users' state again.
+    if let Some(&last) = during.last() {
+        assert!(
+            delivered(last),
+            "B does not have A's latest position ({summary:?})"
+        );
+    }
 
     // After: each one's report lands on its new partition, and the friend gets it, with the
     // new distance.

@@ -14,8 +14,10 @@
 //! Partitions added to the topic are read from their start within `NEARBY_PARTITION_CHECK`.
 //!
 //! Guarantee: deliveries are at-most-once across a rebalance (a partition's new owner fans out
-//! from where its table reader is, not from the old owner's last commit); positions are
-//! latest-wins and phones report every ~30 s, so the next report repairs any gap.
+//! from where its table reader is, not from the old owner's last commit). An instance given
+//! partitions sends the current state of their recently reporting users again
+//! ([`crate::Fanout::refresh`]), which repairs the screens at the takeover; positions are
+//! latest-wins and phones report every ~30 s, so the next report repairs anything else.
 
 pub mod config;
 pub mod graph;

@@ -19,12 +19,23 @@ pub type Owned = Arc<RwLock<BTreeSet<i32>>>;
 /// after each step) so a revoke can commit how far fan-out got.
 pub type Progress = Arc<Mutex<HashMap<i32, i64>>>;
 
+/// What the group consumer shares with the run loop.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The partitions owned now.
+    pub owned: Owned,
+    /// Raised at the first assignment (an instance may own no partition and still be in).
+    pub joined: Arc<std::sync::atomic::AtomicBool>,
+    /// How far the table reader got, committed from here.
+    pub progress: Progress,
+    /// Partitions newly assigned, for the run loop to refresh (see [`crate::Fanout::refresh`]).
+    pub assigned: tokio::sync::mpsc::UnboundedSender<Vec<i32>>,
+}
+
 /// Keeps [`Owned`] in step with the group's assignment.
 #[derive(Debug)]
 pub struct OwnershipContext {
-    owned: Owned,
-    joined: Arc<std::sync::atomic::AtomicBool>,
-    progress: Progress,
+    shared: Shared,
     topic: String,
 }
 
@@ -38,12 +49,13 @@ impl ConsumerContext for OwnershipContext {
         // Stop fanning out the revoked partitions first, then record how far this instance got
         // (synchronously: the new owner may read the commit as soon as this returns).
         {
-            let mut owned = self.owned.write().unwrap_or_else(|p| p.into_inner());
+            let mut owned = self.shared.owned.write().unwrap_or_else(|p| p.into_inner());
             for e in tpl.elements() {
                 owned.remove(&e.partition());
             }
         }
         let progress = self
+            .shared
             .progress
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -67,16 +79,18 @@ impl ConsumerContext for OwnershipContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // Incremental (cooperative) assignment: partitions are added and revoked one by one.
-        let mut owned = self.owned.write().unwrap_or_else(|p| p.into_inner());
+        let mut owned = self.shared.owned.write().unwrap_or_else(|p| p.into_inner());
         match rebalance {
             Rebalance::Assign(tpl) => {
-                self.joined
+                self.shared
+                    .joined
                     .store(true, std::sync::atomic::Ordering::Release);
                 // Paused: this consumer never fetches; the table reader sees every record.
                 let _ = consumer.pause(tpl);
-                for e in tpl.elements() {
-                    owned.insert(e.partition());
-                }
+                let added: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                owned.extend(&added);
+                // The loop may be gone (stopping): nothing to refresh then.
+                let _ = self.shared.assigned.send(added);
             }
             Rebalance::Revoke(tpl) => {
                 for e in tpl.elements() {
@@ -89,18 +103,15 @@ impl ConsumerContext for OwnershipContext {
     }
 }
 
-/// Joins `group` on `topic`, keeping `owned` in step with the assignment and raising `joined`
-/// at the first assignment (an instance may own no partition and still be in). Poll the
-/// consumer to keep the membership. A member silent for `session_timeout` (killed) loses its
+/// Joins `group` on `topic`, keeping `shared` in step with the assignment. Poll the consumer
+/// to keep the membership. A member silent for `session_timeout` (killed) loses its
 /// partitions to the others.
 pub fn join(
     brokers: &str,
     group: &str,
     topic: &str,
     session_timeout: std::time::Duration,
-    owned: Owned,
-    joined: Arc<std::sync::atomic::AtomicBool>,
-    progress: Progress,
+    shared: Shared,
 ) -> KafkaResult<StreamConsumer<OwnershipContext>> {
     let mut config = nearby_common::kafka::consumer_config(brokers, group);
     // Offsets are committed explicitly from the table reader's progress.
@@ -120,9 +131,7 @@ pub fn join(
         );
     let consumer: StreamConsumer<OwnershipContext> =
         config.create_with_context(OwnershipContext {
-            owned,
-            joined,
-            progress,
+            shared,
             topic: topic.to_owned(),
         })?;
     consumer.subscribe(&[topic])?;
@@ -132,8 +141,14 @@ pub fn join(
 /// Commits the progress of the partitions still owned.
 pub fn commit(consumer: &StreamConsumer<OwnershipContext>, mode: CommitMode) -> KafkaResult<()> {
     let ctx = consumer.context();
-    let owned = ctx.owned.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let owned = ctx
+        .shared
+        .owned
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let progress = ctx
+        .shared
         .progress
         .lock()
         .unwrap_or_else(|p| p.into_inner())

@@ -26,6 +26,10 @@ use super::ownership;
 use super::producer::{DeliveryCounters, DeliveryProducer};
 use crate::{Effects, Fanout, FanoutConfig};
 
+/// Added to the session timeout for how far back a takeover refreshes: the rebalance after
+/// the timeout, heartbeats and clocks (report times are the phones') take a few seconds more.
+const TAKEOVER_MARGIN: Duration = Duration::from_secs(10);
+
 /// How often the table reader's statistics (its per-partition lag) are refreshed.
 const LAG_STATS_EVERY: Duration = Duration::from_secs(5);
 
@@ -51,6 +55,8 @@ pub struct Status {
     pub deliveries: Arc<DeliveryCounters>,
     /// Partitions of the location topic this instance fans out.
     pub owned_partitions: AtomicU64,
+    /// Users whose state was sent again after a takeover of their partition.
+    pub refreshed: AtomicU64,
     /// Delivery records queued in the producer, not yet acknowledged.
     pub delivery_queue: AtomicU64,
     /// The table reader's lag per partition (records behind the end), at the last sweep.
@@ -253,6 +259,8 @@ impl FanoutService {
         let owned = ownership::Owned::default();
         let joined = Arc::new(AtomicBool::new(false));
         let mut group: Option<Arc<StreamConsumer<ownership::OwnershipContext>>> = None;
+        // Partitions this instance is given (unbounded: one message per rebalance).
+        let (assigned_tx, mut assigned_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<i32>>();
         let mut membership: Option<tokio::task::JoinHandle<()>> = None;
 
         // Partitions added to the topic later: a watcher reads the count now and then.
@@ -305,9 +313,12 @@ impl FanoutService {
                             &self.config.group_id,
                             &topic,
                             self.config.session_timeout,
-                            owned.clone(),
-                            joined.clone(),
-                            progress.clone(),
+                            ownership::Shared {
+                                owned: owned.clone(),
+                                joined: joined.clone(),
+                                progress: progress.clone(),
+                                assigned: assigned_tx.clone(),
+                            },
                         )?);
                         membership = Some(tokio::spawn(keep_membership(consumer.clone(), shutdown.clone())));
                         group = Some(consumer);
@@ -322,6 +333,24 @@ impl FanoutService {
                         }
                         last_commit = tokio::time::Instant::now();
                     }
+                }
+                // Partitions taken over: their reports since the previous owner stopped were
+                // applied to the table but maybe fanned out by nobody (an instance killed, a
+                // partition just added). Their users' current state goes out again, for the
+                // window a gap can last: the session timeout, plus commit and rebalance time.
+                Some(partitions) = assigned_rx.recv() => {
+                    let now = now_ms();
+                    let window = self.config.session_timeout + TAKEOVER_MARGIN;
+                    let since = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+                    let users = fanout.refresh(
+                        since,
+                        |u| partitions.contains(&partition_of_user(u, partition_count)),
+                        now,
+                        &mut effects,
+                    );
+                    info!(?partitions, users, "partitions taken over: recent users' state sent again");
+                    self.status.refreshed.fetch_add(users as u64, Ordering::Relaxed);
+                    self.flush(&mut producer, &mut effects).await;
                 }
                 Ok(()) = count_rx.changed() => {
                     let count = *count_rx.borrow_and_update();
@@ -578,6 +607,11 @@ fn metrics(s: &Status) -> String {
             "delivery_queue",
             "Delivery records queued in the producer, not yet acknowledged",
             i64::try_from(get(&s.delivery_queue)).unwrap_or(i64::MAX),
+        )
+        .counter(
+            "refreshed",
+            "Users whose state was sent again when their partition was taken over",
+            get(&s.refreshed),
         )
         .gauge(
             "owned_partitions",
