@@ -1,6 +1,7 @@
 //! The cost of one position update with 1,000,000 active users in the table, measured users
 //! having 400 friends of whom 10 % are active: fanout's active-friend index against the naive
-//! join that looks every friend up in the table.
+//! join that looks every friend up in the table; and the takeover refresh of one partition in
+//! twelve over that table.
 //!
 //! `cargo bench -p nearby-fanout --bench fanout -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -314,6 +315,27 @@ fn bench_updates(c: &mut Criterion) {
         "naive: {:.1} deliveries per update",
         delivered as f64 / j as f64
     );
+    group.finish();
+
+    // A takeover of one partition in 12: the whole table is scanned once; the partition's
+    // users who reported since `since` are sent again. "everyone" is the worst case (every
+    // user reported within the window); "none" is the scan alone.
+    let mut group = c.benchmark_group("takeover_refresh_1_of_12_partitions");
+    let owns = |u: i64| nearby_common::partition::partition_of_user(u, 12) == 0;
+    for (name, since) in [("everyone", T0 - 1), ("none", now + 1)] {
+        let mut sent = (0usize, 0usize);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let users = setup.fanout.refresh(black_box(since), owns, now, &mut out);
+                sent = (users, out.deliveries.len());
+                out.clear();
+            })
+        });
+        eprintln!(
+            "refresh ({name}): {} users sent again, {} deliveries",
+            sent.0, sent.1
+        );
+    }
     group.finish();
 }
 

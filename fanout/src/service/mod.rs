@@ -19,6 +19,7 @@
 //! ([`crate::Fanout::refresh`]), which repairs the screens at the takeover; positions are
 //! latest-wins and phones report every ~30 s, so the next report repairs anything else.
 
+pub mod checkpoints;
 pub mod config;
 pub mod graph;
 pub mod ownership;

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::checkpoints::Checkpoints;
 use super::config::FanoutServiceConfig;
 use super::graph::StoreGraph;
 use super::ownership;
@@ -29,6 +30,10 @@ use crate::{Effects, Fanout, FanoutConfig};
 /// Added to the session timeout for how far back a takeover refreshes: the rebalance after
 /// the timeout, heartbeats and clocks (report times are the phones') take a few seconds more.
 const TAKEOVER_MARGIN: Duration = Duration::from_secs(10);
+
+/// Report times are the phones' clocks, marks the gateways': a takeover refresh reaches back
+/// this much further than the first unfanned record's time.
+const CLOCK_SLACK_MS: i64 = 5_000;
 
 /// How often the table reader's statistics (its per-partition lag) are refreshed.
 const LAG_STATS_EVERY: Duration = Duration::from_secs(5);
@@ -115,6 +120,40 @@ async fn watch_partitions(
             Err(e) => warn!(error = %e, "partition watcher failed"),
         }
     }
+}
+
+/// Of `assigned`, the partitions where reports may have gone unfanned, with the group's
+/// committed offset there if any: no offset committed, or one behind this instance's table
+/// reader (the previous owner was killed, or stopped before it had read as far). A failed
+/// look-up counts them all, without an offset (a refresh sent for nothing is harmless).
+async fn missed(
+    group: Arc<StreamConsumer<ownership::OwnershipContext>>,
+    topic: &str,
+    assigned: Vec<i32>,
+    progress: &ownership::Progress,
+) -> Vec<(i32, Option<i64>)> {
+    let mut asked = TopicPartitionList::new();
+    for p in &assigned {
+        asked.add_partition(topic, *p);
+    }
+    // A request to the group coordinator, which blocks its thread: off the runtime's workers.
+    let committed =
+        tokio::task::spawn_blocking(move || group.committed_offsets(asked, KAFKA_TIMEOUT)).await;
+    let Ok(Ok(committed)) = committed else {
+        return assigned.into_iter().map(|p| (p, None)).collect();
+    };
+    let next = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assigned
+        .into_iter()
+        .filter_map(|p| {
+            let ours = next.get(&p).copied().unwrap_or(0);
+            match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(c)) if c >= ours => None,
+                Some(Offset::Offset(c)) => Some((p, Some(c))),
+                _ => Some((p, None)),
+            }
+        })
+        .collect()
 }
 
 /// Polls the group consumer: that keeps the membership alive and runs the rebalance
@@ -289,6 +328,7 @@ impl FanoutService {
         let mut sweep = tokio::time::interval(self.config.sweep_interval);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_commit = tokio::time::Instant::now();
+        let mut checkpoints = Checkpoints::default();
 
         loop {
             tokio::select! {
@@ -300,6 +340,8 @@ impl FanoutService {
                     fanout.sweep(now_ms(), |u| owned_now.contains(&partition_of_user(u, partition_count)), &mut effects);
                     self.flush(&mut producer, &mut effects).await;
                     self.status.table_users.store(fanout.table().len() as u64, Ordering::Relaxed);
+                    // Marks are useful as far back as a killed owner's last commit can be.
+                    checkpoints.trim(now_ms() - 2 * i64::try_from((self.config.session_timeout + TAKEOVER_MARGIN).as_millis()).unwrap_or(0));
                     let next = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     let caught_up = high.iter().all(|(p, h)| next.get(p).copied().unwrap_or(0) >= *h);
                     if caught_up && group.is_none() {
@@ -338,17 +380,24 @@ impl FanoutService {
                 // applied to the table but maybe fanned out by nobody (an instance killed, a
                 // partition just added). Their users' current state goes out again, for the
                 // window a gap can last: the session timeout, plus commit and rebalance time.
-                Some(partitions) = assigned_rx.recv() => {
+                Some(assigned) = assigned_rx.recv() => {
+                    // Only where something may have been missed, and only since then: a
+                    // graceful hand-over commits the old owner's progress on revoke, and the
+                    // reports from that offset on are the ones nobody fanned out. Without a
+                    // usable commit (none yet, or older than the marks), the window a gap can
+                    // last: the session timeout and a margin.
+                    let Some(g) = &group else { continue };
                     let now = now_ms();
                     let window = self.config.session_timeout + TAKEOVER_MARGIN;
-                    let since = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-                    let users = fanout.refresh(
-                        since,
-                        |u| partitions.contains(&partition_of_user(u, partition_count)),
-                        now,
-                        &mut effects,
-                    );
-                    info!(?partitions, users, "partitions taken over: recent users' state sent again");
+                    let fallback = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+                    let mut users = 0;
+                    for (p, committed) in missed(g.clone(), &topic, assigned, &progress).await {
+                        let since = committed
+                            .and_then(|c| checkpoints.time_at(p, c))
+                            .map_or(fallback, |t| t - CLOCK_SLACK_MS);
+                        users += fanout.refresh(since, |u| partition_of_user(u, partition_count) == p, now, &mut effects);
+                        info!(partition = p, ?committed, since, "partition taken over after a gap: its recent users' state sent again");
+                    }
                     self.status.refreshed.fetch_add(users as u64, Ordering::Relaxed);
                     self.flush(&mut producer, &mut effects).await;
                 }
@@ -402,13 +451,20 @@ impl FanoutService {
                     }
                     let now = now_ms();
                     let mut events = Vec::with_capacity(step.len());
-                    let mut read_to: Vec<(i32, i64)> = Vec::with_capacity(4);
+                    let mut read_to: Vec<(i32, i64)> = Vec::with_capacity(step.len());
+                    let mut marked: Vec<i32> = Vec::with_capacity(4);
                     for msg in step {
                         let msg = match msg {
                             Ok(m) => m,
                             Err(e) => { warn!(error = %e, "location consume error"); continue; }
                         };
                         let partition = msg.partition();
+                        if !marked.contains(&partition) {
+                            // One mark per partition and step: its first record's offset and time.
+                            marked.push(partition);
+                            let at = msg.timestamp().to_millis().unwrap_or(now);
+                            checkpoints.mark(partition, msg.offset(), at);
+                        }
                         read_to.push((partition, msg.offset() + 1));
                         match msg.payload().map(nearby_schemas::decode::<LocationEvent>) {
                             Some(Ok(event)) => events.push((partition, event)),
