@@ -367,6 +367,17 @@ async fn a_killed_instance_is_replaced_within_the_session_timeout_and_a_new_one_
     first.kill();
     // The survivor is given the dead one's partitions once the session times out.
     tokio::time::sleep(SESSION_TIMEOUT + Duration::from_secs(10)).await;
+    // The survivor sent again the state of the users who reported since the dead one's last
+    // commit, on the partitions it took over.
+    let (_, metrics) = get(second.admin, "/metrics").await;
+    let refreshed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nearby_fanout_refreshed_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(
+        refreshed.is_some_and(|n| n > 0),
+        "the survivor refreshed the taken-over users: {refreshed:?}"
+    );
     phase.store(2, Ordering::Relaxed);
     let mut third = Instance::spawn(&prefix, &keyspace, &group, "third");
     third.ready(Duration::from_secs(60)).await;

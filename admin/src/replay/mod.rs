@@ -191,10 +191,10 @@ What a restart redoes:
     deliveries of positions already delivered (clients keep the larger updated_at, so a
     position sent again changes nothing).
 What it does not redo:
-  - deliveries already sent are not re-sent as such, and of those missed while an instance was
-    down only the users who reported in the last session timeout + 10 s are sent again (when
-    their partitions are taken over): fan-out is at-most-once, and each active user's next
-    report (about every 30 s) brings every friend up to date;
+  - deliveries already sent are not re-sent as such; for those missed while no instance owned
+    a partition, the current state of each user who reported since the group's last commit
+    there is sent again when an instance takes it over, and each active user's next report
+    (about every 30 s) brings every friend up to date;
   - nothing older than now - {ttl}: such a position makes nobody active;
   - location history: that is `nearby-admin replay history`;
   - a lost Redis cache comes back only for the records it reads on partitions it owns;

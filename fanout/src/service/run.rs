@@ -27,8 +27,9 @@ use super::ownership;
 use super::producer::{DeliveryCounters, DeliveryProducer};
 use crate::{Effects, Fanout, FanoutConfig};
 
-/// Added to the session timeout for how far back a takeover refreshes: the rebalance after
-/// the timeout, heartbeats and clocks (report times are the phones') take a few seconds more.
+/// Added to the session timeout for how far back a takeover refreshes when the group's
+/// commit cannot be read: the rebalance after the timeout, heartbeats and clocks (report times
+/// are the phones') take a few seconds more.
 const TAKEOVER_MARGIN: Duration = Duration::from_secs(10);
 
 /// Report times are the phones' clocks, marks the gateways': a takeover refresh reaches back
@@ -122,16 +123,27 @@ async fn watch_partitions(
     }
 }
 
-/// Of `assigned`, the partitions where reports may have gone unfanned, with the group's
-/// committed offset there if any: no offset committed, or one behind this instance's table
-/// reader (the previous owner was killed, or stopped before it had read as far). A failed
-/// look-up counts them all, without an offset (a refresh sent for nothing is harmless).
+/// From where a partition taken over may hold reports nobody fanned out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Since {
+    /// The group's committed offset (the previous owner's progress).
+    Offset(i64),
+    /// The partition's start: nothing was ever committed there.
+    Start,
+    /// The committed offset could not be read.
+    Unknown,
+}
+
+/// Of `assigned`, the partitions where reports may have gone unfanned, and from where: no
+/// offset committed, or one behind this instance's table reader (the previous owner was killed,
+/// or stopped before it had read as far). A commit at or past the reader's position means
+/// every report read there was fanned out already (a graceful hand-over).
 async fn missed(
     group: Arc<StreamConsumer<ownership::OwnershipContext>>,
     topic: &str,
     assigned: Vec<i32>,
     progress: &ownership::Progress,
-) -> Vec<(i32, Option<i64>)> {
+) -> Vec<(i32, Since)> {
     let mut asked = TopicPartitionList::new();
     for p in &assigned {
         asked.add_partition(topic, *p);
@@ -140,7 +152,7 @@ async fn missed(
     let committed =
         tokio::task::spawn_blocking(move || group.committed_offsets(asked, KAFKA_TIMEOUT)).await;
     let Ok(Ok(committed)) = committed else {
-        return assigned.into_iter().map(|p| (p, None)).collect();
+        return assigned.into_iter().map(|p| (p, Since::Unknown)).collect();
     };
     let next = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assigned
@@ -149,8 +161,8 @@ async fn missed(
             let ours = next.get(&p).copied().unwrap_or(0);
             match committed.find_partition(topic, p).map(|e| e.offset()) {
                 Some(Offset::Offset(c)) if c >= ours => None,
-                Some(Offset::Offset(c)) => Some((p, Some(c))),
-                _ => Some((p, None)),
+                Some(Offset::Offset(c)) => Some((p, Since::Offset(c))),
+                _ => Some((p, Since::Start)),
             }
         })
         .collect()
@@ -340,7 +352,8 @@ impl FanoutService {
                     fanout.sweep(now_ms(), |u| owned_now.contains(&partition_of_user(u, partition_count)), &mut effects);
                     self.flush(&mut producer, &mut effects).await;
                     self.status.table_users.store(fanout.table().len() as u64, Ordering::Relaxed);
-                    // Marks are useful as far back as a killed owner's last commit can be.
+                    // Marks as old as a killed owner's last commit usually is; an older commit
+                    // refreshes the whole partition, which is right after a long gap.
                     checkpoints.trim(now_ms() - 2 * i64::try_from((self.config.session_timeout + TAKEOVER_MARGIN).as_millis()).unwrap_or(0));
                     let next = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     let caught_up = high.iter().all(|(p, h)| next.get(p).copied().unwrap_or(0) >= *h);
@@ -383,20 +396,23 @@ impl FanoutService {
                 Some(assigned) = assigned_rx.recv() => {
                     // Only where something may have been missed, and only since then: a
                     // graceful hand-over commits the old owner's progress on revoke, and the
-                    // reports from that offset on are the ones nobody fanned out. Without a
-                    // usable commit (none yet, or older than the marks), the window a gap can
-                    // last: the session timeout and a margin.
+                    // reports from that offset on are the ones nobody fanned out.
                     let Some(g) = &group else { continue };
                     let now = now_ms();
-                    let window = self.config.session_timeout + TAKEOVER_MARGIN;
-                    let fallback = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
                     let mut users = 0;
-                    for (p, committed) in missed(g.clone(), &topic, assigned, &progress).await {
-                        let since = committed
-                            .and_then(|c| checkpoints.time_at(p, c))
-                            .map_or(fallback, |t| t - CLOCK_SLACK_MS);
+                    for (p, since) in missed(g.clone(), &topic, assigned, &progress).await {
+                        let since = match since {
+                            // The time of the committed offset, less the phones' clock slack.
+                            Since::Offset(c) => checkpoints.time_at(p, c).map_or(i64::MIN, |t| t - CLOCK_SLACK_MS),
+                            // Never committed (a new partition, a new group), or a commit
+                            // older than the marks: every active user of the partition.
+                            Since::Start => i64::MIN,
+                            // The group did not answer: the longest a gap lasts when an
+                            // instance dies, the session timeout and a margin.
+                            Since::Unknown => now - i64::try_from((self.config.session_timeout + TAKEOVER_MARGIN).as_millis()).unwrap_or(i64::MAX),
+                        };
                         users += fanout.refresh(since, |u| partition_of_user(u, partition_count) == p, now, &mut effects);
-                        info!(partition = p, ?committed, since, "partition taken over after a gap: its recent users' state sent again");
+                        info!(partition = p, since, "partition taken over after a gap: its users' state since then sent again");
                     }
                     self.status.refreshed.fetch_add(users as u64, Ordering::Relaxed);
                     self.flush(&mut producer, &mut effects).await;
