@@ -12,8 +12,6 @@ use nearby_common::partition::partition_of_user;
 use nearby_schemas::{LocationBody, LocationEvent};
 use pipeline::*;
 use rdkafka::admin::{AdminOptions, NewPartitions};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use support::{Client, brokers, user};
 use tokio::time::Instant;
 
@@ -31,44 +29,7 @@ fn moving_user() -> (i64, i32, i32) {
 
 /// Every location event on `partition` of `<prefix>.location-updates`, up to its end now.
 async fn records_on(prefix: &str, partition: i32) -> Vec<LocationEvent> {
-    let topic = format!("{prefix}.location-updates");
-    tokio::task::spawn_blocking(move || {
-        let timeout = Duration::from_secs(10);
-        let consumer: BaseConsumer =
-            nearby_common::kafka::consumer_config(&brokers(), &support::unique("test-read-"))
-                .create()
-                .expect("consumer");
-        let (low, high) = consumer
-            .fetch_watermarks(&topic, partition, timeout)
-            .expect("watermarks");
-        let mut out = Vec::new();
-        if high <= low {
-            return out;
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, partition, Offset::Beginning)
-            .expect("tpl");
-        consumer.assign(&tpl).expect("assign");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut next = low;
-        while next < high {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not read partition {partition} to its end"
-            );
-            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-                let m = m.expect("record");
-                next = m.offset() + 1;
-                out.push(
-                    nearby_schemas::decode::<LocationEvent>(m.payload().expect("payload"))
-                        .expect("decodes"),
-                );
-            }
-        }
-        out
-    })
-    .await
-    .expect("reader")
+    partition_records(prefix, Some(partition)).await
 }
 
 /// Whether `user`'s position report at `ts` is on `partition`.

@@ -34,9 +34,8 @@ async fn gateway(grace: &str) -> (Process, std::net::SocketAddr) {
     (gw, addr)
 }
 
-#[tokio::test]
-async fn sigterm_drains_then_exits_cleanly() {
-    let (mut gw, addr) = gateway("10s").await;
+/// A client of the gateway at `addr` that has reported and has its first page.
+async fn reporting_client(addr: std::net::SocketAddr) -> support::Client {
     let url = format!("ws://{addr}/v1/ws?access_token={}", support::token(user()));
     let (ws, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -44,6 +43,13 @@ async fn sigterm_drains_then_exits_cleanly() {
     let mut client = support::Client { ws };
     client.location(37.77, -122.42).await;
     client.next_of("nearby", 10).await.expect("first page");
+    client
+}
+
+#[tokio::test]
+async fn sigterm_drains_then_exits_cleanly() {
+    let (mut gw, addr) = gateway("10s").await;
+    let mut client = reporting_client(addr).await;
 
     gw.signal("TERM");
     let reconnect = client.next_of("reconnect", 10).await.expect("reconnect");
@@ -72,13 +78,7 @@ async fn sigterm_drains_then_exits_cleanly() {
 async fn a_second_signal_stops_at_once() {
     // A minute's grace: only the second signal can end it within the test's bounds.
     let (mut gw, addr) = gateway("60s").await;
-    let url = format!("ws://{addr}/v1/ws?access_token={}", support::token(user()));
-    let (ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connects");
-    let mut client = support::Client { ws };
-    client.location(37.77, -122.42).await;
-    client.next_of("nearby", 10).await.expect("first page");
+    let mut client = reporting_client(addr).await;
     gw.signal("TERM");
     client.next_of("reconnect", 10).await.expect("reconnect");
     // The client stays (a stuck one); an operator's second signal cuts the grace short.

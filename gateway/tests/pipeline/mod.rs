@@ -193,6 +193,11 @@ pub async fn left_of(c: &mut Client, friend: i64, secs: u64) -> Option<Value> {
 /// Every record on `<prefix>.location-updates`, read from the start up to the end it has now
 /// (its high watermarks): after an upload answered, that is everything it produced.
 pub async fn topic_records(prefix: &str) -> Vec<LocationEvent> {
+    partition_records(prefix, None).await
+}
+
+/// Like [`topic_records`], of one partition only (`Some`) or of all.
+pub async fn partition_records(prefix: &str, only: Option<i32>) -> Vec<LocationEvent> {
     let topic = format!("{prefix}.location-updates");
     // rdkafka's BaseConsumer blocks: keep it off the runtime that serves the gateway.
     tokio::task::spawn_blocking(move || {
@@ -207,6 +212,9 @@ pub async fn topic_records(prefix: &str) -> Vec<LocationEvent> {
         let mut ends = Vec::new();
         let mut tpl = TopicPartitionList::new();
         for p in metadata.topics()[0].partitions() {
+            if only.is_some_and(|o| o != p.id()) {
+                continue;
+            }
             let (low, high) = consumer
                 .fetch_watermarks(&topic, p.id(), timeout)
                 .expect("watermarks");
