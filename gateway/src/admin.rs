@@ -86,6 +86,9 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> impl axum::response::IntoRes
         .connections
         .set(i64::try_from(gw.registry.len()).unwrap_or(i64::MAX));
     gw.metrics.draining.set(i64::from(gw.drain.is_started()));
+    gw.metrics
+        .outbox_frames
+        .set(i64::try_from(gw.registry.queued_frames()).unwrap_or(i64::MAX));
     let lag: i64 = gw.metrics.delivery_stats.lag().iter().map(|(_, n)| n).sum();
     gw.metrics.delivery_lag.set(lag);
     gw.metrics

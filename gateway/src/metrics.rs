@@ -31,6 +31,8 @@ pub struct Metrics {
     /// Location records handed to the producer and not yet acknowledged by Kafka (set when
     /// scraped).
     pub produce_queue: Gauge<i64>,
+    /// Frames waiting in the clients' queues, all connections (set when scraped).
+    pub outbox_frames: Gauge<i64>,
 }
 
 impl Default for Metrics {
@@ -49,6 +51,7 @@ impl Default for Metrics {
             delivery_lag: Gauge::default(),
             delivery_stats: Default::default(),
             produce_queue: Gauge::default(),
+            outbox_frames: Gauge::default(),
         };
         registry.register("connections", "Sockets open", m.connections.clone());
         registry.register(
@@ -91,6 +94,11 @@ impl Default for Metrics {
             "produce_queue",
             "Records handed to the Kafka producer and not acknowledged yet",
             m.produce_queue.clone(),
+        );
+        registry.register(
+            "outbox_frames",
+            "Frames waiting in the clients' queues (at most NEARBY_OUTBOX_CAPACITY each)",
+            m.outbox_frames.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -70,6 +70,13 @@ impl Registry {
         map.values().flatten().cloned().collect()
     }
 
+    /// Frames queued for sending over all connections (read at a scrape: it locks each queue
+    /// in turn, briefly).
+    pub fn queued_frames(&self) -> usize {
+        let map = self.by_user.read().unwrap_or_else(|p| p.into_inner());
+        map.values().flatten().map(|c| c.outbox.len()).sum()
+    }
+
     /// How many connections are open.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)

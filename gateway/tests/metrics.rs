@@ -211,10 +211,10 @@ async fn fanout_metrics_parse_and_count_events_and_deliveries() {
     }
 
     // Draining shows: the gauge turns 1 and each socket's reconnect is counted.
-    assert_eq!(
-        get(&scrape(gw.admin).await, "nearby_gateway_draining{}"),
-        0.0
-    );
+    let before_drain = scrape(gw.admin).await;
+    assert_eq!(get(&before_drain, "nearby_gateway_draining{}"), 0.0);
+    // Both clients read their sockets: nothing waits in their queues.
+    assert_eq!(get(&before_drain, "nearby_gateway_outbox_frames{}"), 0.0);
     let (status, _) = support::http(gw.admin, "POST", "/drain?window=1s", None, None).await;
     assert_eq!(status, 202);
     ca.next_of("reconnect", 10).await.expect("reconnect");
