@@ -1,4 +1,5 @@
-//! Draining a gateway with 1,000 connected clients, on the real stack: every client gets
+//! Draining a gateway with 1,000 connected clients, on the real stack with each stage a process
+//! of its binary (two gateways, fanout): every client gets
 //! `reconnect` (spread over the window), moves to the other gateway as a client should, and
 //! loses nothing: every report the clients sent (none was refused) is on the location topic
 //! exactly once, and every pair of friends sees each other again on the other gateway.
@@ -14,7 +15,8 @@ use futures::{SinkExt, StreamExt};
 use nearby_schemas::LocationBody;
 use pipeline::*;
 use serde_json::{Value, json};
-use support::{TestGateway, http, now_ms, token, unique, user};
+use support::process::System;
+use support::{http, now_ms, token, user};
 use tokio::sync::{Barrier, Semaphore};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -175,23 +177,19 @@ async fn client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn draining_moves_every_client_to_the_other_gateway_and_loses_no_report() {
-    let (prefix, keyspace) = (unique("test."), unique("test_gw_"));
-    let window = format!("--drain-window={}s", WINDOW.as_secs());
-    let gw_a =
-        TestGateway::start_on(&prefix, &keyspace, "gw-a", &[&window, "--drain-grace=5s"]).await;
-    let gw_b = TestGateway::start_on(&prefix, &keyspace, "gw-b", &[]).await;
-    let fanout = TestFanout::start(&prefix, &keyspace, &[]).await;
+    // Each stage a process of its binary; the first gateway makes the user store's tables.
+    let system = System::new().await;
+    let (mut gw_a, a_addr) = system.gateway("gw-a", &["--drain-grace=5s".into()]).await;
+    let (gw_b, b_addr) = system.gateway("gw-b", &[]).await;
+    let fanout = system.fanout().await;
 
     // Pairs of friends, each pair at its own spot (pairs 50 m apart).
     let users: Vec<i64> = (0..CLIENTS).map(|_| user()).collect();
     let pairs: Vec<(i64, i64)> = users.chunks(2).map(|p| (p[0], p[1])).collect();
-    futures::stream::iter(pairs.iter().map(|&(x, y)| {
-        let gw = &gw_b;
-        async move { befriend(gw, x, y).await }
-    }))
-    .buffer_unordered(32)
-    .collect::<Vec<()>>()
-    .await;
+    futures::stream::iter(pairs.iter().map(|&(x, y)| befriend_at(b_addr, x, y)))
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
 
     let connecting = Arc::new(Semaphore::new(64));
     let all_seen = Arc::new(Barrier::new(CLIENTS + 1));
@@ -202,7 +200,7 @@ async fn draining_moves_every_client_to_the_other_gateway_and_loses_no_report() 
         let spot = north(50.0 * i as f64);
         for (me, friend) in [(x, y), (y, x)] {
             tasks.push(tokio::spawn(client(
-                (gw_a.addr, gw_b.addr),
+                (a_addr, b_addr),
                 (me, friend),
                 spot,
                 connecting.clone(),
@@ -216,7 +214,12 @@ async fn draining_moves_every_client_to_the_other_gateway_and_loses_no_report() 
     tokio::time::timeout(Duration::from_secs(300), all_seen.wait())
         .await
         .expect("every client saw its friend on gateway A");
-    assert_eq!(gw_a.gw.registry.len(), CLIENTS, "all on gateway A");
+    let (_, line) = http(gw_a.admin, "GET", "/readyz", None, None).await;
+    assert_eq!(
+        line,
+        json!(format!("ready, {CLIENTS} connections")),
+        "all on gateway A"
+    );
 
     let (status, body) = http(
         gw_a.admin,
@@ -238,7 +241,7 @@ async fn draining_moves_every_client_to_the_other_gateway_and_loses_no_report() 
         line.as_str().unwrap_or_default().starts_with("draining"),
         "{line}"
     );
-    let url = format!("ws://{}/v1/ws?access_token={}", gw_a.addr, token(users[0]));
+    let url = format!("ws://{a_addr}/v1/ws?access_token={}", token(users[0]));
     match tokio_tungstenite::connect_async(url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status(), 503);
@@ -249,14 +252,15 @@ async fn draining_moves_every_client_to_the_other_gateway_and_loses_no_report() 
         other => panic!("a new socket on a draining gateway: {other:?}"),
     }
 
-    let gw_a_state = gw_a.gw.clone();
     let mut outcomes = Vec::new();
     for t in tasks {
         outcomes.push(t.await.expect("client task"));
     }
     // The drain ends the gateway once its sockets are gone.
-    gw_a.stopped_within(WINDOW.as_secs() + 5 + 10).await;
-    assert_eq!(gw_a_state.metrics.reconnects_sent.get(), CLIENTS as u64);
+    let status = gw_a
+        .exited_within(WINDOW + Duration::from_secs(5 + 10))
+        .await;
+    assert!(status.success(), "gateway A's exit: {status}");
 
     for o in &outcomes {
         assert!(
@@ -301,7 +305,7 @@ async fn draining_moves_every_client_to_the_other_gateway_and_loses_no_report() 
 
     // No accepted report lost, none doubled: every one is on the topic exactly once.
     let mut on_topic: HashMap<(i64, i64), usize> = HashMap::new();
-    for event in topic_records(&prefix).await {
+    for event in topic_records(&system.prefix).await {
         if let LocationBody::Position(_) = event.body {
             *on_topic.entry((event.user_id, event.ts)).or_default() += 1;
         }
@@ -320,6 +324,6 @@ async fn draining_moves_every_client_to_the_other_gateway_and_loses_no_report() 
     }
     assert!(sent >= 2 * CLIENTS, "{sent} reports");
 
-    fanout.stop().await;
-    gw_b.stop().await;
+    fanout.terminate(Duration::from_secs(15)).await;
+    gw_b.terminate(Duration::from_secs(45)).await;
 }

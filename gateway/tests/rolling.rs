@@ -16,8 +16,8 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use pipeline::*;
 use serde_json::{Value, json};
-use support::process::{Process, binary, free_addr};
-use support::{SECRET, brokers, create_topics, now_ms, token, unique, user};
+use support::process::System;
+use support::{now_ms, token, user};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -145,75 +145,20 @@ async fn client(
     out
 }
 
-/// Names shared by every process of the test's system.
-struct System {
-    prefix: String,
-    keyspace: String,
-    fanout_group: String,
-    sink_group: String,
-}
-
-/// How long a stage may take to be ready (a gateway creates tables; fanout rebuilds its table).
-const READY: Duration = Duration::from_secs(60);
 /// A gateway's drain: the window and the grace it gives clients.
 const DRAIN_WINDOW_S: u64 = 2;
 const DRAIN_GRACE_S: u64 = 3;
 
-impl System {
-    fn common(&self) -> Vec<String> {
-        vec![
-            format!("--topic-prefix={}", self.prefix),
-            format!("--cql-keyspace={}", self.keyspace),
-        ]
-    }
-
-    async fn gateway(&self, id: &str) -> (Process, SocketAddr) {
-        let addr = free_addr();
-        let mut args = self.common();
-        args.extend([
-            format!("--gateway-id={id}"),
-            format!("--jwt-secret={SECRET}"),
-            format!("--listen={addr}"),
-            format!("--drain-window={DRAIN_WINDOW_S}s"),
-            format!("--drain-grace={DRAIN_GRACE_S}s"),
-        ]);
-        let mut p = Process::spawn(&binary("nearby-gateway"), &args, id);
-        p.ready(READY).await;
-        (p, addr)
-    }
-
-    async fn fanout(&self) -> Process {
-        let mut args = self.common();
-        args.extend([
-            format!("--group-id={}", self.fanout_group),
-            "--sweep-interval=200ms".to_owned(),
-        ]);
-        let mut p = Process::spawn(&binary("nearby-fanout"), &args, "fanout");
-        p.ready(READY).await;
-        p
-    }
-
-    async fn sink(&self) -> Process {
-        let mut args = self.common();
-        args.push(format!("--group-id={}", self.sink_group));
-        let mut p = Process::spawn(&binary("nearby-history-sink"), &args, "history-sink");
-        p.ready(READY).await;
-        p
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_of_every_stage_costs_clients_at_most_a_reconnect_and_history_nothing() {
-    let system = System {
-        prefix: unique("test."),
-        keyspace: unique("test_gw_"),
-        fanout_group: unique("test-fanout-"),
-        sink_group: unique("test-sink-"),
-    };
-    create_topics(&brokers(), &system.prefix).await;
+    let system = System::new().await;
+    let drain = [
+        format!("--drain-window={DRAIN_WINDOW_S}s"),
+        format!("--drain-grace={DRAIN_GRACE_S}s"),
+    ];
     // The first gateway creates the user store's tables before the others start.
-    let mut gateways = vec![system.gateway("gw-1").await];
-    gateways.push(system.gateway("gw-2").await);
+    let mut gateways = vec![system.gateway("gw-1", &drain).await];
+    gateways.push(system.gateway("gw-2", &drain).await);
     let mut fanouts = vec![system.fanout().await, system.fanout().await];
     let mut sinks = vec![system.sink().await, system.sink().await];
     let balancer = Arc::new(Balancer::default());
@@ -273,7 +218,7 @@ async fn a_rolling_restart_of_every_stage_costs_clients_at_most_a_reconnect_and_
         let (old, _) = gateways.remove(i);
         old.terminate(Duration::from_secs(DRAIN_WINDOW_S + DRAIN_GRACE_S + 10))
             .await;
-        gateways.insert(i, system.gateway(id).await);
+        gateways.insert(i, system.gateway(id, &drain).await);
         balancer.set(&[gateways[0].1, gateways[1].1]);
         tokio::time::sleep(SETTLE).await;
     }
