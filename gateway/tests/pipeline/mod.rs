@@ -33,16 +33,11 @@ pub struct TestFanout {
 
 impl TestFanout {
     pub async fn start(prefix: &str, keyspace: &str, extra: &[&str]) -> Self {
-        Self::start_in_group(prefix, keyspace, &support::unique("test-fanout-"), extra).await
-    }
-
-    /// Starts an instance in `group` (several instances share the partitions).
-    pub async fn start_in_group(prefix: &str, keyspace: &str, group: &str, extra: &[&str]) -> Self {
         let mut args = vec![
             "nearby-fanout".to_owned(),
             format!("--topic-prefix={prefix}"),
             format!("--cql-keyspace={keyspace}"),
-            format!("--group-id={group}"),
+            format!("--group-id={}", support::unique("test-fanout-")),
             "--sweep-interval=200ms".to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));

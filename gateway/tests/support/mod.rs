@@ -151,15 +151,6 @@ impl TestGateway {
         http(self.addr, method, path, Some(&token(user)), body).await
     }
 
-    /// Waits up to `secs` for the gateway to stop by itself (a drain ends it).
-    pub async fn stopped_within(self, secs: u64) {
-        tokio::time::timeout(Duration::from_secs(secs), self.task)
-            .await
-            .expect("the gateway stopped in time")
-            .expect("joins")
-            .expect("gateway ran cleanly");
-    }
-
     /// Stops the gateway and waits for it.
     pub async fn stop(self) {
         self.gw.shutdown.cancel();
