@@ -91,6 +91,17 @@ for stage in ("fanout", "gateway"):
 gw_ports = host_ports("gateway")
 check("gateway publishes the client port 8080 on 127.0.0.1", "127.0.0.1:8080:8080" in gw_ports, str(gw_ports))
 
+# A stage's SIGTERM is an orderly stop with a bound; Docker's default of 10 s before SIGKILL
+# would cut a gateway's drain (30 s window + 5 s grace) short.
+def seconds(text):
+    m = re.fullmatch(r"(\d+)s", str(text or ""))
+    return int(m.group(1)) if m else 0
+
+
+for stage, bound in (("gateway", 36), ("fanout", 5), ("history-sink", 10)):
+    grace = services.get(stage, {}).get("stop_grace_period")
+    check(f"{stage} stop_grace_period covers its orderly stop ({bound} s)", seconds(grace) > bound, str(grace))
+
 redis_cmd = " ".join(services.get("redis", {}).get("command", []))
 check("redis runs without persistence, like the scripts", "--appendonly no" in redis_cmd and "--save" in redis_cmd)
 
