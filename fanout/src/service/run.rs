@@ -148,9 +148,11 @@ async fn missed(
     for p in &assigned {
         asked.add_partition(topic, *p);
     }
-    // A request to the group coordinator, which blocks its thread: off the runtime's workers.
+    // A request to the group coordinator, which blocks its thread: off the runtime's workers,
+    // and short, since the loop waits for it (a timeout refreshes the session-timeout window).
     let committed =
-        tokio::task::spawn_blocking(move || group.committed_offsets(asked, KAFKA_TIMEOUT)).await;
+        tokio::task::spawn_blocking(move || group.committed_offsets(asked, Duration::from_secs(5)))
+            .await;
     let Ok(Ok(committed)) = committed else {
         return assigned.into_iter().map(|p| (p, Since::Unknown)).collect();
     };
@@ -389,14 +391,13 @@ impl FanoutService {
                         last_commit = tokio::time::Instant::now();
                     }
                 }
-                // Partitions taken over: their reports since the previous owner stopped were
-                // applied to the table but maybe fanned out by nobody (an instance killed, a
-                // partition just added). Their users' current state goes out again, for the
-                // window a gap can last: the session timeout, plus commit and rebalance time.
+                // Partitions taken over: reports read while nobody owned them (an instance
+                // killed, a partition just added) were applied to the table but fanned out by
+                // no one. Their users' current state goes out again, only where something may
+                // have been missed and only since then: a graceful hand-over commits the old
+                // owner's progress on revoke, and the reports from that offset on are the ones
+                // nobody fanned out.
                 Some(assigned) = assigned_rx.recv() => {
-                    // Only where something may have been missed, and only since then: a
-                    // graceful hand-over commits the old owner's progress on revoke, and the
-                    // reports from that offset on are the ones nobody fanned out.
                     let Some(g) = &group else { continue };
                     let now = now_ms();
                     let mut users = 0;
