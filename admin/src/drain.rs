@@ -24,7 +24,7 @@ const PRINT_EVERY: Duration = Duration::from_secs(5);
 /// `drain`.
 #[derive(Debug, Args)]
 pub struct DrainArgs {
-    /// The gateway's admin port, `host:port` (its `NEARBY_ADMIN_LISTEN`, 9080 by default).
+    /// The gateway's admin port, `host:port` (its `NEARBY_GATEWAY_ADMIN_LISTEN`, 9080 by default).
     #[arg(long, value_name = "ADDR")]
     pub gateway_admin: String,
 
