@@ -2,16 +2,14 @@
 //! prints what the gateway answered, and with `--wait` follows it (`GET /readyz`) until the
 //! gateway has stopped: its admin port no longer answers.
 //!
-//! The gateway's admin port speaks plain HTTP/1.1; one request per connection over a Tokio
-//! socket is all this needs, so no HTTP client library is pulled in.
+//! The gateway's admin port speaks plain HTTP/1.1: the project's minimal client
+//! (`nearby_common::http`) is all this needs.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// How long connecting to, and then hearing from, the admin port may take.
@@ -204,100 +202,20 @@ async fn readiness(addr: &str) -> anyhow::Result<Readiness> {
 }
 
 /// One HTTP/1.1 request on a fresh connection: `None` if the connection is refused, else the
-/// status (0 if the connection closed without an answer) and the body.
+/// status (0 if the connection closed without an answer, or was reset while the server closes
+/// down) and the body.
 async fn call(addr: &str, method: &str, path: &str) -> anyhow::Result<Option<(u16, String)>> {
-    let mut s = match tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr)).await {
-        Err(_) => bail!(
-            "gateway admin port at {addr}: no connection within {}",
+    use std::io::ErrorKind;
+    match nearby_common::http::request(addr, method, path, None, "", CALL_TIMEOUT).await {
+        Ok(answer) => Ok(Some(answer)),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(None),
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+            Ok(Some((0, String::new())))
+        }
+        Err(e) if e.kind() == ErrorKind::TimedOut => bail!(
+            "{method} {path} at gateway admin port {addr}: no answer within {}",
             humantime::format_duration(CALL_TIMEOUT)
         ),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(None),
-        Ok(Err(e)) => {
-            return Err(e).with_context(|| format!("connecting to gateway admin port at {addr}"));
-        }
-        Ok(Ok(s)) => s,
-    };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    let mut buf = Vec::new();
-    let exchange = async {
-        s.write_all(req.as_bytes()).await?;
-        s.read_to_end(&mut buf).await
-    };
-    match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
-        Err(_) => bail!(
-            "{method} {path} at {addr}: no answer within {}",
-            humantime::format_duration(CALL_TIMEOUT)
-        ),
-        // Reset while the server closes down: no answer, as an empty one.
-        Ok(Err(e))
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            ) =>
-        {
-            return Ok(Some((0, String::new())));
-        }
-        Ok(Err(e)) => return Err(e).with_context(|| format!("{method} {path} at {addr}")),
-        Ok(Ok(_)) => {}
-    }
-    Ok(Some(parse_response(&buf)))
-}
-
-/// Status and body of a whole HTTP/1.1 response (a chunked body is decoded).
-fn parse_response(buf: &[u8]) -> (u16, String) {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(buf.len());
-    let head = String::from_utf8_lossy(&buf[..split]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let chunked = lines.any(|l| {
-        l.split_once(':').is_some_and(|(n, v)| {
-            n.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.trim().eq_ignore_ascii_case("chunked")
-        })
-    });
-    let mut rest = buf.get(split + 4..).unwrap_or_default();
-    if !chunked {
-        return (status, String::from_utf8_lossy(rest).into_owned());
-    }
-    // <size in hex>\r\n<data>\r\n ... 0\r\n\r\n
-    let mut body = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&rest[..eol])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-            .unwrap_or(0);
-        let data = &rest[eol + 2..];
-        if size == 0 || data.len() < size {
-            break;
-        }
-        body.extend_from_slice(&data[..size]);
-        rest = data[size..].strip_prefix(b"\r\n").unwrap_or(&data[size..]);
-    }
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_plain_and_chunked_answers() {
-        let plain = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 24\r\n\r\ndraining, 3 connections";
-        assert_eq!(
-            parse_response(plain),
-            (503, "draining, 3 connections".to_owned())
-        );
-        let chunked = b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked), (202, "{\"a\":1}".to_owned()));
-        assert_eq!(parse_response(b""), (0, String::new()));
+        Err(e) => Err(e).with_context(|| format!("{method} {path} at gateway admin port {addr}")),
     }
 }

@@ -84,53 +84,6 @@ where
     Ok(())
 }
 
-/// A consumer context that keeps each partition's lag from librdkafka's statistics (emitted
-/// every `statistics.interval.ms`, see [`with_lag_stats`]): records between the position the
-/// application has read to and the partition's high watermark. Reading it costs nothing, and
-/// no request goes to the broker for it.
-#[derive(Debug, Default, Clone)]
-pub struct LagStats(std::sync::Arc<std::sync::Mutex<Vec<(i32, i64)>>>);
-
-impl LagStats {
-    /// `(partition, lag)` for each partition assigned at the last statistics, by partition.
-    pub fn lag(&self) -> Vec<(i32, i64)> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl rdkafka::ClientContext for LagStats {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let mut lag = Vec::new();
-        for topic in statistics.topics.values() {
-            for p in topic.partitions.values() {
-                // Partition -1 is librdkafka's internal one; `desired` means assigned to us.
-                if p.partition < 0 || !p.desired || p.hi_offset < 0 {
-                    continue;
-                }
-                // The app's position (last record handed over + 1), or, before the first
-                // record, the next offset to fetch.
-                let at = if p.app_offset >= 0 {
-                    p.app_offset
-                } else {
-                    p.next_offset
-                };
-                if at >= 0 {
-                    lag.push((p.partition, (p.hi_offset - at).max(0)));
-                }
-            }
-        }
-        lag.sort_unstable();
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = lag;
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for LagStats {}
-
-/// Turns on the statistics [`LagStats`] reads, every `every`.
-pub fn with_lag_stats(config: &mut ClientConfig, every: Duration) -> &mut ClientConfig {
-    config.set("statistics.interval.ms", every.as_millis().to_string())
-}
-
 /// An admin client for topic management.
 pub fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
     Ok(client_config(brokers).create()?)

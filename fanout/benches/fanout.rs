@@ -321,7 +321,7 @@ fn bench_updates(c: &mut Criterion) {
     // users who reported since `since` are sent again. "everyone" is the worst case (every
     // user reported within the window); "none" is the scan alone.
     let mut group = c.benchmark_group("takeover_refresh_1_of_12_partitions");
-    let owns = |u: i64| nearby_common::partition::partition_of_user(u, 12) == 0;
+    let owns = |u: i64, _ts: i64| nearby_common::partition::partition_of_user(u, 12) == 0;
     for (name, since) in [("everyone", T0 - 1), ("none", now + 1)] {
         let mut sent = (0usize, 0usize);
         group.bench_function(name, |b| {

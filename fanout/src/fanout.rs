@@ -290,9 +290,11 @@ impl Fanout {
     }
 
     /// Sends again the current state of each active user whose last report is at or after
-    /// `since_ms` and whose partition `owns` says this instance fans out: every active friend
-    /// in range gets the user's position, every active friend out of range a `friend_left`
-    /// (`out_of_range`), and the user's cache entry is written again.
+    /// `since_ms` and for whom `due(user, report time)` says so (their partition was taken
+    /// over, and they reported since its gap began): every active friend in range gets the
+    /// user's position, every active friend out of range a `friend_left` (`out_of_range`), and
+    /// the user's cache entry is written again. One pass over the table, whatever the number
+    /// of partitions: `since_ms` is the earliest time any of them asks for.
     ///
     /// For partitions just taken over: deliveries are at most once across an ownership change
     /// (reports read while nobody owned the partition, after an instance was killed or the
@@ -303,7 +305,7 @@ impl Fanout {
     pub fn refresh(
         &self,
         since_ms: i64,
-        mut owns: impl FnMut(UserId) -> bool,
+        mut due: impl FnMut(UserId, i64) -> bool,
         now_ms: i64,
         out: &mut Effects,
     ) -> usize {
@@ -313,7 +315,7 @@ impl Fanout {
             if !me.has_position() || me.ts < since_ms || !self.is_live(me, now_ms) {
                 continue;
             }
-            if !owns(me.user_id) {
+            if !due(me.user_id, me.ts) {
                 continue;
             }
             sent += 1;

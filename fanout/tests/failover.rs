@@ -8,8 +8,8 @@
 //! The test plays the gateway's part itself: it produces the location events (as ingest would,
 //! keyed by user) and reads the gateway's delivery topic.
 
+use nearby_loadgen::process::Process;
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,87 +56,20 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A fanout process; killed (SIGKILL) when dropped, so a failing test leaves none behind.
-struct Instance {
-    child: Child,
-    admin: std::net::SocketAddr,
-    log: std::path::PathBuf,
-}
-
-impl Instance {
-    fn spawn(prefix: &str, keyspace: &str, group: &str, name: &str) -> Instance {
-        // A free port: bound, read and released (another process could take it in between,
-        // which would make the instance fail to start and the test say so).
-        let admin = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
-        let log = std::env::temp_dir().join(format!("{prefix}-{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_nearby-fanout"))
-            .args([
-                &format!("--topic-prefix={prefix}"),
-                &format!("--cql-keyspace={keyspace}"),
-                &format!("--group-id={group}"),
-                &format!("--admin-listen={admin}"),
-                &format!("--session-timeout={}s", SESSION_TIMEOUT.as_secs()),
-                "--sweep-interval=200ms",
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("fanout starts");
-        Instance { child, admin, log }
-    }
-
-    /// Waits for `/readyz` to answer 200: the table is rebuilt and the group joined.
-    async fn ready(&mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            if get(self.admin, "/readyz").await.0 == 200 {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("fanout exited ({status}); log: {}", self.log.display());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fanout not ready in {within:?}; log: {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGTERM, and the exit status within `secs`: the orderly stop (commit, leave the group).
-    async fn terminate(&mut self, secs: u64) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fanout still running {secs} s after SIGTERM; log: {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: no commit, no leaving the group; the group notices after the session timeout.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A fanout process in `group` (killed if dropped, so a failing test leaves none behind).
+fn fanout(prefix: &str, keyspace: &str, group: &str, name: &str) -> Process {
+    let args = [
+        format!("--topic-prefix={prefix}"),
+        format!("--cql-keyspace={keyspace}"),
+        format!("--group-id={group}"),
+        format!("--session-timeout={}s", SESSION_TIMEOUT.as_secs()),
+        "--sweep-interval=200ms".to_owned(),
+    ];
+    Process::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_nearby-fanout")),
+        &args,
+        &format!("fanout-{name}"),
+    )
 }
 
 /// A GET on `addr`: the status and the body (status 0 when nothing answers).
@@ -288,8 +221,8 @@ async fn a_killed_instance_is_replaced_within_the_session_timeout_and_a_new_one_
         })
     };
 
-    let mut first = Instance::spawn(&prefix, &keyspace, &group, "first");
-    let mut second = Instance::spawn(&prefix, &keyspace, &group, "second");
+    let mut first = fanout(&prefix, &keyspace, &group, "first");
+    let mut second = fanout(&prefix, &keyspace, &group, "second");
     first.ready(Duration::from_secs(60)).await;
     second.ready(Duration::from_secs(60)).await;
 
@@ -364,7 +297,7 @@ async fn a_killed_instance_is_replaced_within_the_session_timeout_and_a_new_one_
         "the survivor refreshed the taken-over users: {refreshed:?}"
     );
     phase.store(2, Ordering::Relaxed);
-    let mut third = Instance::spawn(&prefix, &keyspace, &group, "third");
+    let mut third = fanout(&prefix, &keyspace, &group, "third");
     third.ready(Duration::from_secs(60)).await;
     let joined_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -431,8 +364,7 @@ async fn a_killed_instance_is_replaced_within_the_session_timeout_and_a_new_one_
         joined.0
     );
     // The orderly stop: SIGTERM ends each process cleanly, and promptly.
-    for mut instance in [second, third] {
-        let status = instance.terminate(15).await;
-        assert!(status.success(), "fanout exit status {status}");
+    for instance in [second, third] {
+        instance.terminate(Duration::from_secs(15)).await;
     }
 }

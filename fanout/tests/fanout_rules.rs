@@ -479,7 +479,7 @@ fn a_takeover_refresh_repairs_what_nobody_fanned_out() {
     w.out.clear();
     let sent = w.fanout.refresh(
         T0 + 5_000,
-        |u| u == ANA || u == CAROL,
+        |u, _| u == ANA || u == CAROL,
         T0 + 14_000,
         &mut w.out,
     );
@@ -514,7 +514,7 @@ fn a_takeover_refresh_repairs_what_nobody_fanned_out() {
     w.out.clear();
     assert_eq!(
         w.fanout
-            .refresh(T0 + 12_500, |u| u == ANA, T0 + 14_000, &mut w.out),
+            .refresh(T0 + 12_500, |u, _| u == ANA, T0 + 14_000, &mut w.out),
         0
     );
     assert!(w.out.deliveries.is_empty() && w.out.cache_writes.is_empty());

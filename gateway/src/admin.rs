@@ -36,7 +36,7 @@ async fn drain(
 ) -> (StatusCode, axum::Json<serde_json::Value>) {
     let window = match params.window.as_deref().map(humantime::parse_duration) {
         None => None,
-        Some(Ok(w)) if w <= std::time::Duration::from_secs(3600) => Some(w),
+        Some(Ok(w)) if w <= crate::drain::MAX_WINDOW => Some(w),
         Some(_) => {
             let body = serde_json::json!({"error": {"code": "bad_window",
                 "message": "window must be a duration of at most 1h, such as 30s or 2m"}});

@@ -160,7 +160,7 @@ impl GatewayConfig {
         if self.ping_interval >= self.idle_timeout {
             problems.push("NEARBY_PING_INTERVAL must be shorter than NEARBY_IDLE_TIMEOUT");
         }
-        if self.drain_window > Duration::from_secs(3600)
+        if self.drain_window > crate::drain::MAX_WINDOW
             || self.drain_grace > Duration::from_secs(600)
         {
             problems

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use nearby_common::UserId;
-use nearby_common::kafka::LagStats;
+use nearby_common::lag::LagStats;
 use nearby_common::users::Profile;
 use nearby_schemas::{Delivery, DeliveryBatch, DeliveryPayload, Error as SchemaError};
 use rdkafka::Message;
@@ -35,7 +35,7 @@ pub fn consumer(
 ) -> nearby_common::Result<StreamConsumer<LagStats>> {
     let mut config = nearby_common::kafka::client_config(brokers);
     // Its lag (`/metrics`) comes from the client's statistics every 5 s.
-    nearby_common::kafka::with_lag_stats(&mut config, std::time::Duration::from_secs(5));
+    nearby_common::lag::with_lag_stats(&mut config, std::time::Duration::from_secs(5));
     config
         .set("group.id", format!("nearby-gateway-{gateway_id}"))
         .set("enable.auto.commit", "false")

@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The longest drain window, configured or asked for in a `POST /drain`.
+pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
+
 /// A gateway's drain: not started, or started at a moment with a window.
 #[derive(Debug)]
 pub struct Drain {

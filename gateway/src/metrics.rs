@@ -27,7 +27,7 @@ pub struct Metrics {
     /// Records on the delivery topic not read yet (set when scraped).
     pub delivery_lag: Gauge<i64>,
     /// Where the delivery reader's client statistics put its lag.
-    pub delivery_stats: nearby_common::kafka::LagStats,
+    pub delivery_stats: nearby_common::lag::LagStats,
     /// Location records handed to the producer and not yet acknowledged by Kafka (set when
     /// scraped).
     pub produce_queue: Gauge<i64>,

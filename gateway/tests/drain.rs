@@ -65,18 +65,6 @@ async fn report(ws: &mut Socket, at: (f64, f64), sent: &mut Vec<i64>) {
     sent.push(ts);
 }
 
-/// Whether `frame` shows `friend`: in a `nearby` page or as a `friend_location`.
-fn shows(frame: &Value, friend: i64) -> bool {
-    let id = friend.to_string();
-    match frame["type"].as_str() {
-        Some("nearby") => frame["friends"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|e| e["user_id"] == id.as_str())),
-        Some("friend_location") => frame["user_id"] == id.as_str(),
-        _ => false,
-    }
-}
-
 /// Reads until `friend` shows, for `secs` at most; errors and closes go to `unexpected`.
 async fn until_friend(ws: &mut Socket, friend: i64, secs: u64, out: &mut Outcome) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);

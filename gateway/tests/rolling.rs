@@ -58,16 +58,6 @@ struct Outcome {
     unexpected: Vec<String>,
 }
 
-fn shows(frame: &Value, friend: &str) -> bool {
-    match frame["type"].as_str() {
-        Some("nearby") => frame["friends"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|e| e["user_id"] == friend)),
-        Some("friend_location") => frame["user_id"] == friend,
-        _ => false,
-    }
-}
-
 /// A client as the contract asks: report every second, follow `reconnect` to the next gateway
 /// the balancer gives, until `stop`.
 async fn client(
@@ -83,7 +73,6 @@ async fn client(
         user: me,
         ..Outcome::default()
     };
-    let friend = friend.to_string();
     let mut addr = first;
     'sessions: loop {
         let url = format!("ws://{addr}/v1/ws?access_token={}", token(me));
@@ -117,7 +106,7 @@ async fn client(
                 msg = ws.next() => match msg {
                     Some(Ok(Message::Text(t))) => {
                         let v: Value = serde_json::from_str(&t).expect("JSON frame");
-                        if shows(&v, &friend) {
+                        if shows(&v, friend) {
                             out.sightings.push((phase.load(Ordering::Relaxed), Instant::now()));
                         }
                         match v["type"].as_str() {

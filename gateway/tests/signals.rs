@@ -8,30 +8,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use support::process::{Process, binary, free_addr};
-use support::{SECRET, brokers, create_topics, http, unique, user};
+use support::process::{Process, System};
+use support::{http, user};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A gateway process whose drain takes 1 s and gives clients `grace` to close.
 async fn gateway(grace: &str) -> (Process, std::net::SocketAddr) {
-    let prefix = unique("test.");
-    create_topics(&brokers(), &prefix).await;
-    let addr = free_addr();
-    let mut gw = Process::spawn(
-        &binary("nearby-gateway"),
-        &[
-            "--gateway-id=gw-sig".to_owned(),
-            format!("--topic-prefix={prefix}"),
-            format!("--cql-keyspace={}", unique("test_sig_")),
-            format!("--jwt-secret={SECRET}"),
-            format!("--listen={addr}"),
-            "--drain-window=1s".to_owned(),
-            format!("--drain-grace={grace}"),
-        ],
-        "gateway",
-    );
-    gw.ready(Duration::from_secs(60)).await;
-    (gw, addr)
+    let drain = [
+        "--drain-window=1s".to_owned(),
+        format!("--drain-grace={grace}"),
+    ];
+    System::new().await.gateway("gw-sig", &drain).await
 }
 
 /// A client of the gateway at `addr` that has reported and has its first page.

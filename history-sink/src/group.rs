@@ -6,25 +6,18 @@
 //! `recv()`, so nothing here runs at the same time as the loop: the locks are never contended.
 //! They do as little as possible; the one blocking call is the commit of revoked partitions.
 //!
-//! Why the lag comes from the statistics: it needs, per partition, the end of the log and the
-//! position the sink has safely stored. Asking the broker (`fetch_watermarks`) would be a round
-//! trip per partition per scrape; the high watermark librdkafka caches from fetch responses has
-//! no safe accessor in rdkafka 0.39 (`rd_kafka_get_watermark_offsets` is not wrapped, and this
-//! workspace forbids `unsafe`). The statistics (`statistics.interval.ms`) carry, per partition,
-//! that cached high watermark, the log start, the stored offset and the committed offset the
-//! consumer fetched when the partition was assigned — all read locally, no request, and all
-//! from one moment, so they agree with each other. The committed offset matters: a partition
-//! the sink has not stored anything in yet (just assigned, its first records still queued
-//! behind other partitions' during a catch-up) would otherwise have no known position at all.
-//! The cost is a JSON document a second, parsed here. The limit: statistics are delivered by
-//! the same polling as records, and the loop stops polling while every write slot is taken (the
-//! CQL store down or slow); the lag then keeps its last value until writes move again, and the
-//! `in_flight` gauge at its maximum with `retries` rising is what tells that state.
+//! The lag is [`LagFrom::Stored`] from librdkafka's statistics (see `nearby_common::lag`): a
+//! partition the sink has stored nothing in yet (just assigned, its first records queued behind
+//! other partitions' during a catch-up) counts from the group's committed offset. Statistics
+//! are delivered by the same polling as records, and the loop stops polling while every write
+//! slot is taken (the CQL store down or slow): the lag then keeps its last value until writes
+//! move again, and the `in_flight` gauge at its maximum with `retries` rising tells that state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use nearby_common::lag::{LagFrom, lag_by_partition};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -34,7 +27,7 @@ use crate::sink::SinkStatus;
 
 /// How often librdkafka emits its statistics, which carry each partition's lag (its
 /// granularity is one second).
-pub const STATISTICS_INTERVAL_MS: u32 = 1_000;
+pub const STATISTICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The consumer's context: the group's callbacks and the statistics.
 #[derive(Debug)]
@@ -89,26 +82,9 @@ impl SinkContext {
 
 impl ClientContext for SinkContext {
     fn stats(&self, statistics: Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else {
-            return;
-        };
-        let lag: BTreeMap<i32, i64> = topic
-            .partitions
-            .values()
-            // `desired`: in this consumer's assignment when the statistics were taken
-            // (partition -1 is librdkafka's internal one).
-            .filter(|p| p.desired && p.partition >= 0)
-            .filter_map(|p| {
-                partition_lag(
-                    p.hi_offset,
-                    p.lo_offset,
-                    p.stored_offset,
-                    p.committed_offset,
-                )
-                .map(|lag| (p.partition, lag))
-            })
-            .collect();
-        *lock(&self.status.lag) = lag;
+        // Counted from the positions stored for commit: what is written, not what is read.
+        let lag = lag_by_partition(&statistics, Some(&self.topic), LagFrom::Stored);
+        *lock(&self.status.lag) = lag.into_iter().collect();
     }
 }
 
@@ -187,29 +163,6 @@ impl ConsumerContext for SinkContext {
     }
 }
 
-/// The records of a partition not written yet: from the position the sink stored (every row
-/// before it is written) or, before its first store in this assignment, the position it started
-/// from (the group's committed offset, or the log start when the group never committed or its
-/// offset has expired), to the high watermark. `None` while the high watermark or the start is
-/// unknown (librdkafka reports -1 until the first fetch response and offset fetch).
-pub fn partition_lag(high: i64, low: i64, stored: i64, committed: i64) -> Option<i64> {
-    if high < 0 {
-        return None;
-    }
-    let from = if stored >= 0 {
-        stored
-    } else if committed >= 0 && low >= 0 {
-        committed.max(low)
-    } else if committed >= 0 {
-        committed
-    } else if low >= 0 {
-        low
-    } else {
-        return None;
-    };
-    Some((high - from).max(0))
-}
-
 /// The held partitions, for the metrics: their count and, per partition, the lag.
 pub fn held_and_lag(status: &SinkStatus) -> (BTreeSet<i32>, Vec<(String, i64)>) {
     let held = lock(&status.partitions).clone();
@@ -219,37 +172,4 @@ pub fn held_and_lag(status: &SinkStatus) -> (BTreeSet<i32>, Vec<(String, i64)>) 
         .map(|(p, lag)| (p.to_string(), *lag))
         .collect();
     (held, lag)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::partition_lag;
-
-    #[test]
-    fn the_lag_counts_from_the_stored_position_else_from_where_the_partition_started() {
-        assert_eq!(partition_lag(100, 0, 90, 50), Some(10), "stored wins");
-        assert_eq!(
-            partition_lag(100, 0, -1001, 50),
-            Some(50),
-            "nothing stored yet"
-        );
-        assert_eq!(
-            partition_lag(100, 70, -1001, 50),
-            Some(30),
-            "a committed offset older than the log starts at the log start"
-        );
-        assert_eq!(
-            partition_lag(100, 20, -1001, -1001),
-            Some(80),
-            "never committed"
-        );
-        assert_eq!(
-            partition_lag(0, 0, -1001, -1001),
-            Some(0),
-            "an empty partition"
-        );
-        assert_eq!(partition_lag(-1, 0, 5, 5), None, "no fetch response yet");
-        assert_eq!(partition_lag(10, -1, -1001, -1001), None, "no known start");
-        assert_eq!(partition_lag(10, 0, 12, 0), Some(0), "never negative");
-    }
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::SinkConfig;
-use crate::group::{STATISTICS_INTERVAL_MS, SinkContext};
+use crate::group::{STATISTICS_INTERVAL, SinkContext};
 use crate::progress::Progress;
 
 /// The sink's consumer.
@@ -144,13 +144,12 @@ impl HistorySink {
         let topic = stack.topics()?.location_updates();
         let mut client =
             nearby_common::kafka::consumer_config(&stack.kafka_brokers, &self.config.group_id);
-        client
-            .set(
-                "session.timeout.ms",
-                self.config.session_timeout.as_millis().to_string(),
-            )
-            // The statistics carry each held partition's lag (see `crate::group`).
-            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
+        client.set(
+            "session.timeout.ms",
+            self.config.session_timeout.as_millis().to_string(),
+        );
+        // The statistics carry each held partition's lag (see `crate::group`).
+        nearby_common::lag::with_lag_stats(&mut client, STATISTICS_INTERVAL);
         if let Some(id) = &self.config.instance_id {
             client.set("group.instance.id", id);
         }

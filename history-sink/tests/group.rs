@@ -17,9 +17,7 @@ use clap::Parser;
 use nearby_common::history::HistoryStore;
 use nearby_history_sink::{HistorySink, SinkConfig, SinkStatus};
 use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use support::{brokers, location_topic, nodes, unique};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -79,50 +77,21 @@ impl Names {
         }
     }
 
-    /// The group's committed offset and the end, per partition.
-    fn committed_and_ends(&self, partitions: i32) -> Vec<(i32, Offset, i64)> {
-        let consumer: BaseConsumer = nearby_common::kafka::client_config(&self.brokers)
-            .set("group.id", &self.group)
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(&self.topic(), p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .unwrap();
-        committed
-            .elements()
-            .iter()
-            .map(|e| {
-                let (_, high) = consumer
-                    .fetch_watermarks(&self.topic(), e.partition(), Duration::from_secs(10))
-                    .unwrap();
-                (e.partition(), e.offset(), high)
-            })
+    /// The group's committed offset and the end, per partition (`nearby-admin lag`'s reading).
+    fn committed_and_ends(&self) -> Vec<(i32, Option<i64>, i64)> {
+        nearby_common::kafka::group_lag(&self.brokers, &self.group, &self.topic())
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.partition, p.committed, p.high))
             .collect()
     }
 }
 
 /// `GET path` on an admin port: the status code and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+    nearby_common::http::request(addr, "GET", path, None, "", Duration::from_secs(10))
         .await
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.unwrap();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (code, body)
+        .unwrap()
 }
 
 /// The page's value of an unlabelled sample `name`.
@@ -281,11 +250,7 @@ async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
             && lags(page) == (0..PARTITIONS).map(|p| (p, 0)).collect()
     })
     .await;
-    let ends: i64 = names
-        .committed_and_ends(PARTITIONS)
-        .iter()
-        .map(|e| e.2)
-        .sum();
+    let ends: i64 = names.committed_and_ends().iter().map(|e| e.2).sum();
     assert_eq!(ends, RECORDS, "every record on the topic:\n{page}");
 
     // Stopping: not ready any more, nothing abandoned, the group at the end of every partition.
@@ -293,8 +258,8 @@ async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
     sink.task.await.unwrap().unwrap();
     assert!(!sink.status.is_ready());
     assert_eq!(sink.status.abandoned.load(Ordering::Relaxed), 0);
-    for (p, committed, end) in names.committed_and_ends(PARTITIONS) {
-        assert_eq!(committed, Offset::Offset(end), "partition {p}");
+    for (p, committed, end) in names.committed_and_ends() {
+        assert_eq!(committed, Some(end), "partition {p}");
     }
 }
 
@@ -414,8 +379,8 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
     // B stops: the group is at the end of every partition.
     b.shutdown.cancel();
     b.task.await.unwrap().expect("B stops cleanly");
-    for (p, committed, end) in names.committed_and_ends(PARTITIONS) {
-        assert_eq!(committed, Offset::Offset(end), "partition {p}");
+    for (p, committed, end) in names.committed_and_ends() {
+        assert_eq!(committed, Some(end), "partition {p}");
     }
 }
 

@@ -8,6 +8,7 @@ pub mod baseline;
 pub mod lag;
 pub mod net;
 pub mod plot;
+pub mod process;
 pub mod procfs;
 pub mod run;
 pub mod setup;

@@ -34,8 +34,8 @@ pub fn user_base() -> i64 {
     rand::rng().random_range(1_000_000_000_000_i64..4_000_000_000_000_000_000)
 }
 
-/// A minimal HTTP/1.1 call (one request per connection, so every call is what a fresh client
-/// sends): status and body.
+/// A minimal HTTP/1.1 call (`nearby_common::http::request`, 30 s at most for each step):
+/// status and body, with the address and call in any error.
 pub async fn http(
     addr: SocketAddr,
     method: &str,
@@ -43,31 +43,9 @@ pub async fn http(
     token: Option<&str>,
     body: &str,
 ) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+    nearby_common::http::request(addr, method, path, token, body, Duration::from_secs(30))
         .await
-        .with_context(|| format!("connecting to {addr} timed out"))?
-        .with_context(|| format!("connecting to {addr}"))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
-        .await
-        .with_context(|| format!("{method} {path}: no answer in 30 s"))??;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Ok((status, body))
+        .with_context(|| format!("{method} {path} at {addr}"))
 }
 
 /// `/readyz` of an admin port: its body; fails unless it answers 200.

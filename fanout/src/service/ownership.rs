@@ -41,6 +41,24 @@ pub struct OwnershipContext {
 
 impl ClientContext for OwnershipContext {}
 
+impl OwnershipContext {
+    /// The table reader's progress in each of `partitions`, as offsets to commit.
+    fn progress_of(&self, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
+        let progress = self
+            .shared
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            if let Some(next) = progress.get(&p) {
+                let _ = tpl.add_partition_offset(&self.topic, p, rdkafka::Offset::Offset(*next));
+            }
+        }
+        tpl
+    }
+}
+
 impl ConsumerContext for OwnershipContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
@@ -54,22 +72,7 @@ impl ConsumerContext for OwnershipContext {
                 owned.remove(&e.partition());
             }
         }
-        let progress = self
-            .shared
-            .progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut done = TopicPartitionList::new();
-        for e in tpl.elements() {
-            if let Some(next) = progress.get(&e.partition()) {
-                let _ = done.add_partition_offset(
-                    &self.topic,
-                    e.partition(),
-                    rdkafka::Offset::Offset(*next),
-                );
-            }
-        }
+        let done = self.progress_of(tpl.elements().iter().map(|e| e.partition()));
         if done.count() > 0
             && let Err(e) = consumer.commit(&done, CommitMode::Sync)
         {
@@ -78,28 +81,22 @@ impl ConsumerContext for OwnershipContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // Incremental (cooperative) assignment: partitions are added and revoked one by one.
+        // Incremental (cooperative) assignment: partitions are added and revoked one by one;
+        // revoked ones left `owned` in `pre_rebalance`, before their commit.
+        let Rebalance::Assign(tpl) = rebalance else {
+            return;
+        };
+        self.shared
+            .joined
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Paused: this consumer never fetches; the table reader sees every record.
+        let _ = consumer.pause(tpl);
+        let added: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let mut owned = self.shared.owned.write().unwrap_or_else(|p| p.into_inner());
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                self.shared
-                    .joined
-                    .store(true, std::sync::atomic::Ordering::Release);
-                // Paused: this consumer never fetches; the table reader sees every record.
-                let _ = consumer.pause(tpl);
-                let added: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                owned.extend(&added);
-                // The loop may be gone (stopping): nothing to refresh then.
-                let _ = self.shared.assigned.send(added);
-            }
-            Rebalance::Revoke(tpl) => {
-                for e in tpl.elements() {
-                    owned.remove(&e.partition());
-                }
-            }
-            Rebalance::Error(_) => {}
-        }
+        owned.extend(&added);
         info!(owned = ?*owned, "fanout partitions assigned");
+        // The loop may be gone (stopping): nothing to refresh then.
+        let _ = self.shared.assigned.send(added);
     }
 }
 
@@ -147,18 +144,7 @@ pub fn commit(consumer: &StreamConsumer<OwnershipContext>, mode: CommitMode) -> 
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let progress = ctx
-        .shared
-        .progress
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let mut tpl = TopicPartitionList::new();
-    for (p, next) in progress {
-        if owned.contains(&p) {
-            tpl.add_partition_offset(&ctx.topic, p, rdkafka::Offset::Offset(next))?;
-        }
-    }
+    let tpl = ctx.progress_of(owned);
     if tpl.count() == 0 {
         return Ok(());
     }

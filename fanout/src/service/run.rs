@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
-use nearby_common::kafka::LagStats;
+use nearby_common::lag::LagStats;
 use nearby_common::partition::partition_of_user;
 use nearby_common::redis_store::{LatestLocation, LocationCache};
 use nearby_common::users::UserStore;
@@ -65,14 +65,8 @@ pub struct Status {
     pub refreshed: AtomicU64,
     /// Delivery records queued in the producer, not yet acknowledged.
     pub delivery_queue: AtomicU64,
-    /// The table reader's lag per partition (records behind the end), at the last sweep.
-    pub lag: std::sync::Mutex<Vec<(i32, i64)>>,
-}
-
-impl Status {
-    fn set_lag(&self, lag: Vec<(i32, i64)>) {
-        *self.lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
-    }
+    /// The table reader's lag per partition (its client's statistics, read at a scrape).
+    pub lag: LagStats,
 }
 
 /// How many partitions `topic` has (0 if it does not exist).
@@ -90,21 +84,14 @@ fn partitions_of<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
 }
 
 /// Reads the partition count of `topic` every `every` and sends it when it grows.
+/// Asks with `reader`, the table reader itself (no other connection to the brokers).
 async fn watch_partitions(
-    brokers: String,
+    reader: Arc<StreamConsumer<LagStats>>,
     topic: String,
     every: Duration,
     count: tokio::sync::watch::Sender<i32>,
     shutdown: CancellationToken,
 ) {
-    let reader: Arc<rdkafka::consumer::BaseConsumer> =
-        match nearby_common::kafka::client_config(&brokers).create() {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                warn!(error = %e, "partition watcher not started");
-                return;
-            }
-        };
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -239,9 +226,10 @@ impl FanoutService {
         ));
 
         // The table reader: every partition, from the first offset of the last TTL window.
-        let table: StreamConsumer<LagStats> = {
+        // Shared with the partition watcher, which asks it for the topic's metadata.
+        let table: Arc<StreamConsumer<LagStats>> = {
             let mut c = nearby_common::kafka::client_config(&stack.kafka_brokers);
-            nearby_common::kafka::with_lag_stats(&mut c, LAG_STATS_EVERY);
+            nearby_common::lag::with_lag_stats(&mut c, LAG_STATS_EVERY);
             c.set(
                 "group.id",
                 format!(
@@ -256,9 +244,9 @@ impl FanoutService {
             // The broker answers a fetch as soon as one record is there (fetch.min.bytes 1):
             // the wait only bounds how often an idle reader asks again.
             .set("fetch.wait.max.ms", "100");
-            c.create_with_context(LagStats::default())?
+            Arc::new(c.create_with_context(self.status.lag.clone())?)
         };
-        let partitions = partitions_of(&table, &topic)?;
+        let partitions = partitions_of(&*table, &topic)?;
         anyhow::ensure!(
             partitions > 0,
             "topic {topic} has no partitions: create it with `nearby-admin topics create`"
@@ -319,7 +307,7 @@ impl FanoutService {
         // Partitions added to the topic later: a watcher reads the count now and then.
         let (count_tx, mut count_rx) = tokio::sync::watch::channel(partitions);
         let watcher = tokio::spawn(watch_partitions(
-            stack.kafka_brokers.clone(),
+            table.clone(),
             topic.clone(),
             self.config.partition_check,
             count_tx,
@@ -343,6 +331,10 @@ impl FanoutService {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_commit = tokio::time::Instant::now();
         let mut checkpoints = Checkpoints::default();
+        // The longest a partition goes unowned when its instance dies: the session timeout,
+        // then the rebalance, heartbeats and clocks.
+        let takeover_window_ms =
+            i64::try_from((self.config.session_timeout + TAKEOVER_MARGIN).as_millis())?;
 
         loop {
             tokio::select! {
@@ -356,7 +348,7 @@ impl FanoutService {
                     self.status.table_users.store(fanout.table().len() as u64, Ordering::Relaxed);
                     // Marks as old as a killed owner's last commit usually is; an older commit
                     // refreshes the whole partition, which is right after a long gap.
-                    checkpoints.trim(now_ms() - 2 * i64::try_from((self.config.session_timeout + TAKEOVER_MARGIN).as_millis()).unwrap_or(0));
+                    checkpoints.trim(now_ms() - 2 * takeover_window_ms);
                     let next = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     let caught_up = high.iter().all(|(p, h)| next.get(p).copied().unwrap_or(0) >= *h);
                     if caught_up && group.is_none() {
@@ -383,7 +375,6 @@ impl FanoutService {
                     self.status.ready.store(caught_up && joined.load(Ordering::Acquire), Ordering::Release);
                     self.status.owned_partitions.store(owned_now.len() as u64, Ordering::Relaxed);
                     self.status.delivery_queue.store(producer.queued() as u64, Ordering::Relaxed);
-                    self.status.set_lag(table.context().lag());
                     if let Some(group) = &group && last_commit.elapsed() >= Duration::from_secs(5) {
                         if let Err(e) = ownership::commit(group, CommitMode::Async) {
                             warn!(error = %e, "commit failed");
@@ -400,7 +391,7 @@ impl FanoutService {
                 Some(assigned) = assigned_rx.recv() => {
                     let Some(g) = &group else { continue };
                     let now = now_ms();
-                    let mut users = 0;
+                    let mut since_by_partition = HashMap::new();
                     for (p, since) in missed(g.clone(), &topic, assigned, &progress).await {
                         let since = match since {
                             // The time of the committed offset, less the phones' clock slack.
@@ -409,12 +400,19 @@ impl FanoutService {
                             // older than the marks: every active user of the partition.
                             Since::Start => i64::MIN,
                             // The group did not answer: the longest a gap lasts when an
-                            // instance dies, the session timeout and a margin.
-                            Since::Unknown => now - i64::try_from((self.config.session_timeout + TAKEOVER_MARGIN).as_millis()).unwrap_or(i64::MAX),
+                            // instance dies.
+                            Since::Unknown => now - takeover_window_ms,
                         };
-                        users += fanout.refresh(since, |u| partition_of_user(u, partition_count) == p, now, &mut effects);
                         info!(partition = p, since, "partition taken over after a gap: its users' state since then sent again");
+                        since_by_partition.insert(p, since);
                     }
+                    let Some(&earliest) = since_by_partition.values().min() else { continue };
+                    let users = fanout.refresh(
+                        earliest,
+                        |u, ts| since_by_partition.get(&partition_of_user(u, partition_count)).is_some_and(|s| ts >= *s),
+                        now,
+                        &mut effects,
+                    );
                     self.status.refreshed.fetch_add(users as u64, Ordering::Relaxed);
                     self.flush(&mut producer, &mut effects).await;
                 }
@@ -632,8 +630,7 @@ fn metrics(s: &Status) -> String {
     let d = &s.deliveries;
     let lag: Vec<(String, i64)> = s
         .lag
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .lag()
         .iter()
         .map(|(p, n)| (p.to_string(), *n))
         .collect();

@@ -163,6 +163,18 @@ pub async fn wait_changes(fanout: &TestFanout, n: u64) {
     }
 }
 
+/// Whether `frame` shows `friend` to its reader: in a `nearby` page or as a `friend_location`.
+pub fn shows(frame: &Value, friend: i64) -> bool {
+    let id = friend.to_string();
+    match frame["type"].as_str() {
+        Some("nearby") => frame["friends"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["user_id"] == id.as_str())),
+        Some("friend_location") => frame["user_id"] == id.as_str(),
+        _ => false,
+    }
+}
+
 /// The next `friend_location` about `friend` within `secs`, skipping other frames.
 pub async fn location_of(c: &mut Client, friend: i64, secs: u64) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);

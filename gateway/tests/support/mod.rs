@@ -169,26 +169,17 @@ pub async fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let (status, body) = nearby_common::http::request(
+        addr,
+        method,
+        path,
+        token,
+        body.unwrap_or(""),
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("an HTTP answer");
+    let body = body.as_str();
     let value = serde_json::from_str(body).unwrap_or(Value::String(body.to_owned()));
     (status, value)
 }
@@ -316,7 +307,6 @@ pub async fn http_raw(
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or(buf.len());
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let mut rest = buf.get(split + 4..).unwrap_or_default();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -327,28 +317,8 @@ pub async fn http_raw(
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let mut bytes = Vec::new();
-    if chunked {
-        // <size in hex>\r\n<data>\r\n ... 0\r\n\r\n
-        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-            let size = std::str::from_utf8(&rest[..eol])
-                .ok()
-                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-                .unwrap_or(0);
-            let data = &rest[eol + 2..];
-            if size == 0 || data.len() < size {
-                break;
-            }
-            bytes.extend_from_slice(&data[..size]);
-            rest = data[size..].strip_prefix(b"\r\n").unwrap_or(&data[size..]);
-        }
-    } else {
-        bytes.extend_from_slice(rest);
-    }
-    let body = String::from_utf8_lossy(&bytes).into_owned();
+    // The body, a chunked one decoded, as the project's client reads it.
+    let (_, body) = nearby_common::http::parse_response(&buf);
     RawResponse {
         status,
         headers,

@@ -1,14 +1,12 @@
-//! The stages' binaries as real processes, for tests of what only a process shows: signals,
-//! exit codes, a restart. Each process gets free ports, logs to a file in the temp dir (named in
-//! every failure), and is killed if the test ends while it still runs.
+//! The gateway tests' system of processes: where the workspace's binaries are, and a fresh
+//! system (names, topics) whose stages are started as processes ([`nearby_loadgen::process`]).
 
 #![allow(dead_code)] // each test file uses its own share of these
 
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use tokio::time::Instant;
+pub use nearby_loadgen::process::{Process, free_addr};
 
 /// One of the workspace's binaries: the gateway's own (cargo names it for this crate's tests),
 /// or a sibling in the same target directory, which `cargo test --workspace` (scripts/test.sh)
@@ -22,119 +20,6 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A free local address: bound, read and released (another process could take it in between,
-/// which would make the stage fail to start and the test say so).
-pub fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
-
-/// A running stage.
-pub struct Process {
-    child: Child,
-    /// Its admin port (`/healthz`, `/readyz`, `/metrics`).
-    pub admin: std::net::SocketAddr,
-    /// Where its log goes.
-    pub log: PathBuf,
-}
-
-impl Process {
-    /// Starts `binary` with `args` and `--admin-listen` on a free port; `name` names its log.
-    pub fn spawn(binary: &std::path::Path, args: &[String], name: &str) -> Self {
-        let admin = free_addr();
-        let log = std::env::temp_dir().join(format!("{name}-{}.log", &uuid()[..8]));
-        let child = Command::new(binary)
-            .args(args)
-            .arg(format!("--admin-listen={admin}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("the stage starts");
-        Self { child, admin, log }
-    }
-
-    /// Waits until `/readyz` answers 200.
-    pub async fn ready(&mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            // The admin port opens once the process has bound it: until then, refused.
-            if tokio::net::TcpStream::connect(self.admin).await.is_ok()
-                && super::http(self.admin, "GET", "/readyz", None, None)
-                    .await
-                    .0
-                    == 200
-            {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                panic!(
-                    "{} exited ({status}); log: {}",
-                    self.pid(),
-                    self.log.display()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready in {within:?}; log: {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends `signal` (`TERM`, `INT`, `KILL`).
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {}", self.pid());
-    }
-
-    /// The exit status, within `within`.
-    pub async fn exited_within(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running {within:?} after the signal; log: {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, then asserts a clean exit (0) within `within`.
-    pub async fn terminate(mut self, within: Duration) {
-        self.signal("TERM");
-        let status = self.exited_within(within).await;
-        assert!(
-            status.success(),
-            "exit status {status}; log: {}",
-            self.log.display()
-        );
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn uuid() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// How long a stage may take to be ready (a gateway creates tables; fanout rebuilds its table).
