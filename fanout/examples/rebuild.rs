@@ -226,7 +226,7 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
     let rss_before = procfs::vm_kib("self", "VmRSS")?;
     let cpu_before = procfs::cpu_secs("self").unwrap_or(0.0);
     let ticks_before = procfs::machine_ticks();
-    let stack = stack_pids();
+    let stack = procfs::stack_pids();
     let stack_before: Vec<f64> = stack
         .iter()
         .map(|(_, pid)| procfs::cpu_secs(&pid.to_string()).unwrap_or(0.0))
@@ -337,32 +337,6 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
         bail!("the table holds {table_users} users, not {users}");
     }
     Ok(())
-}
-
-/// The local stack's processes (as `stack/stack.sh` runs them), by role, for their CPU time.
-fn stack_pids() -> Vec<(&'static str, u32)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for pid in dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-    {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        // Redis rewrites its command line; Java's says which program it runs.
-        let role = match comm.trim_end() {
-            "redis-server" => "redis",
-            "java" if cmdline.contains("CassandraDaemon") => "cassandra",
-            "java" if cmdline.contains("kafka.Kafka") => "kafka",
-            _ => continue,
-        };
-        found.push((role, pid));
-    }
-    found.sort_unstable();
-    found
 }
 
 /// Deletes the topics, the fanout group's offsets, the cache keys and the keyspace of `run`.

@@ -146,12 +146,10 @@ fn now_us() -> u64 {
 /// [`crate::procfs::pids_named`]'s `argv[0]` check does not match it.
 fn find_redis(port: u16) -> Option<u32> {
     let want = format!(":{port}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
-        (comm.trim() == "redis-server" && cmdline.contains(&want)).then_some(pid)
-    })
+    crate::procfs::processes()
+        .into_iter()
+        .find(|(_, comm, cmdline)| comm == "redis-server" && cmdline.contains(&want))
+        .map(|(pid, _, _)| pid)
 }
 
 /// Positions as the servers know them (each server hears its own users' reports), shared

@@ -95,30 +95,58 @@ pub fn raise_nofile(want: u64) -> u64 {
     read().map_or(soft, |(s, _)| s)
 }
 
-/// Whether process `pid` runs the program `name`: its `comm` (cut to 15 bytes by the kernel)
-/// is `name`'s first 15 bytes and its `argv[0]` ends in `name`.
-fn runs(pid: u32, name: &str) -> bool {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim_end() != &name[..name.len().min(15)] {
-        return false;
-    }
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
-    String::from_utf8_lossy(argv0)
-        .rsplit('/')
-        .next()
-        .is_some_and(|base| base == name)
-}
-
-/// The processes running the program `name`.
-pub fn pids_named(name: &str) -> Vec<u32> {
+/// Every process: its pid, `comm` (trimmed; the kernel cuts it to 15 bytes) and command line
+/// (arguments NUL-separated, as the kernel gives it).
+pub fn processes() -> Vec<(u32, String, String)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|&pid| runs(pid, name))
+        .map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+            (pid, comm.trim_end().to_owned(), cmdline)
+        })
         .collect()
+}
+
+/// The processes running the program `name`: `comm` is `name`'s first 15 bytes and
+/// `argv[0]` ends in `name`.
+pub fn pids_named(name: &str) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|(_, comm, cmdline)| {
+            comm == &name[..name.len().min(15)]
+                && cmdline
+                    .split('\0')
+                    .next()
+                    .and_then(|argv0| argv0.rsplit('/').next())
+                    .is_some_and(|base| base == name)
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// The local stack's processes (as `stack/stack.sh` runs them) by role: `redis`, `cassandra`,
+/// `kafka`. Redis rewrites its title (`redis-server ADDR:PORT`), so only its `comm` tells;
+/// Java's command line says which program it runs.
+pub fn stack_pids() -> Vec<(&'static str, u32)> {
+    let mut found: Vec<(&'static str, u32)> = processes()
+        .into_iter()
+        .filter_map(|(pid, comm, cmdline)| {
+            let role = match comm.as_str() {
+                "redis-server" => "redis",
+                "java" if cmdline.contains("CassandraDaemon") => "cassandra",
+                "java" if cmdline.contains("kafka.Kafka") => "kafka",
+                _ => return None,
+            };
+            Some((role, pid))
+        })
+        .collect();
+    found.sort_unstable();
+    found
 }
 
 /// The one process running `name`; an error when there is none or several.
