@@ -25,8 +25,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match action {
         SchemaAction::Create { replication } => {
-            let session = nearby_common::cql::connect(&stack.cql_nodes).await?;
-            nearby_common::users::create_schema(&session, &stack.cql_keyspace, replication)
+            let startup = stack.startup();
+            let session = startup.cql(&stack.cql_nodes).await?;
+            startup
+                .retry("the CQL store to create the schema", || {
+                    nearby_common::users::create_schema(&session, &stack.cql_keyspace, replication)
+                })
                 .await
                 .with_context(|| format!("creating keyspace {}", stack.cql_keyspace))?;
             writeln!(

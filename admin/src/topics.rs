@@ -15,8 +15,9 @@ use nearby_common::kafka::{self, TopicOutcome, TopicSpec};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
 
-/// How long to wait for the first broker answer before saying it is unreachable.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one metadata request may take (a broker that does not answer is asked again
+/// until `NEARBY_STARTUP_TIMEOUT`).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Topic subcommands.
 #[derive(Debug, Subcommand)]
@@ -116,13 +117,28 @@ pub fn specs(stack: &StackArgs, args: &CreateArgs) -> anyhow::Result<Vec<TopicSp
     Ok(specs)
 }
 
+/// Creates what is missing, then returns only once every partition of every topic has a
+/// leader: a stage started right after finds them usable. A broker still starting is waited
+/// for (`NEARBY_STARTUP_TIMEOUT`).
 async fn create(stack: &StackArgs, args: &CreateArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let specs = specs(stack, args)?;
+    let startup = stack.startup();
     let admin = kafka::admin_client(&stack.kafka_brokers)?;
-    kafka::probe(&admin, &stack.kafka_brokers, PROBE_TIMEOUT)?;
-    let outcomes = kafka::ensure_topics(&admin, &specs)
+    startup
+        .retry(
+            &format!("a Kafka broker at {}", stack.kafka_brokers),
+            || async { kafka::probe(&admin, &stack.kafka_brokers, PROBE_TIMEOUT) },
+        )
+        .await?;
+    let outcomes = startup
+        .retry("the broker to create the topics", || {
+            kafka::ensure_topics(&admin, &specs)
+        })
         .await
         .with_context(|| format!("creating topics on {}", stack.kafka_brokers))?;
+    for spec in &specs {
+        startup.topic(&stack.kafka_brokers, &spec.name).await?;
+    }
     for outcome in outcomes {
         writeln!(out, "{}", describe(&outcome))?;
     }

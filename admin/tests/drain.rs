@@ -13,7 +13,6 @@ use clap::Parser;
 use futures::StreamExt;
 use nearby_gateway::{Gateway, GatewayConfig};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "admin-drain-test-secret";
 
@@ -50,10 +49,14 @@ async fn start_gateway(prefix: &str, keyspace: &str) -> RunningGateway {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let admin = admin_listener.local_addr().expect("addr");
-    let gw = Gateway::build(config, CancellationToken::new())
-        .await
-        .expect("gateway builds");
-    let task = tokio::spawn(nearby_gateway::run(gw.clone(), listener, admin_listener));
+    let gw = Gateway::build(config).await.expect("gateway builds");
+    let task = tokio::spawn(gw.clone().run(
+        nearby_common::stage::Listeners {
+            client: Some(listener),
+            admin: admin_listener,
+        },
+        nearby_common::shutdown::Shutdown::new(),
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !gw
         .deliveries_ready

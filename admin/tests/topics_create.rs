@@ -58,6 +58,16 @@ async fn creates_topics_once_and_reports_them_on_repeat() {
             "missing {line:?} in:\n{first}"
         );
     }
+    // Returned only once every partition has a leader: usable at once, asked without waiting.
+    let reader: rdkafka::consumer::BaseConsumer =
+        kafka::client_config(&brokers()).create().expect("client");
+    for (topic, partitions) in [(&location, 3), (&friendship, 2), (&deliveries, 1)] {
+        assert_eq!(
+            nearby_common::startup::led_partitions(&reader, topic).expect("every partition led"),
+            partitions,
+            "{topic}"
+        );
+    }
 
     // What the broker holds, asked independently of the tool.
     let client = kafka::admin_client(&brokers()).expect("admin client");
@@ -130,10 +140,16 @@ fn an_unreachable_broker_fails_with_the_address() {
     let out = Command::new(env!("CARGO_BIN_EXE_nearby-admin"))
         .env("NEARBY_KAFKA_BROKERS", "127.0.0.1:1")
         .env("NEARBY_TOPIC_PREFIX", "test.unreachable")
+        .env("NEARBY_STARTUP_TIMEOUT", "2s")
         .args(["topics", "create"])
         .output()
         .expect("runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("127.0.0.1:1"), "{err}");
+    // Waited for (a broker may still be starting), then named with the setting that bounds it.
+    assert!(
+        err.contains("waiting for a Kafka broker at 127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(err.contains("NEARBY_STARTUP_TIMEOUT"), "{err}");
 }

@@ -1,5 +1,5 @@
-//! The admin port of a stage that keeps its state in shared counters (fanout, the history
-//! sink): `/healthz`, `/readyz` and `/metrics`, served until shutdown.
+//! The admin port every stage serves: `/healthz`, `/readyz` and `/metrics` from the stage's
+//! [`AdminView`]; a stage adds its own routes to [`router`] (the gateway's `POST /drain`).
 
 use std::sync::Arc;
 
@@ -16,11 +16,29 @@ pub trait AdminView: Send + Sync + 'static {
     fn metrics(&self) -> String;
 }
 
-/// Serves `/healthz` ("ok"), `/readyz` (200 when ready, else 503; the line either way) and
-/// `/metrics` on `listener` until `shutdown`.
+/// Serves [`router`] on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, view: Arc<dyn AdminView>, shutdown: CancellationToken) {
+    serve_router(listener, router(view), shutdown).await;
+}
+
+/// Serves `router` (the admin routes and a stage's own) on `listener` until `shutdown`.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) {
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::warn!(error = %e, "admin port failed");
+    }
+}
+
+/// `/healthz` ("ok"), `/readyz` (200 when ready, else 503; the line either way) and `/metrics`.
+pub fn router(view: Arc<dyn AdminView>) -> axum::Router {
     let (ready_view, metrics_view) = (view.clone(), view);
-    let router = axum::Router::new()
+    axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -42,11 +60,5 @@ pub async fn serve(listener: TcpListener, view: Arc<dyn AdminView>, shutdown: Ca
                     metrics_view.metrics(),
                 )
             }),
-        );
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::warn!(error = %e, "admin port failed");
-    }
+        )
 }

@@ -110,6 +110,57 @@ pub enum Error {
         "invalid keyspace name {0:?}: use 1-48 letters, digits or underscores, starting with a letter"
     )]
     InvalidKeyspace(String),
+    /// Start-up waited for something of the stack for `NEARBY_STARTUP_TIMEOUT` in vain.
+    #[error(
+        "gave up after {waited:.1?} waiting for {what} (NEARBY_STARTUP_TIMEOUT): {last} (is the stack up? `stack/stack.sh status`)"
+    )]
+    StartupTimeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        waited: std::time::Duration,
+        /// The last attempt's error.
+        last: Box<Error>,
+    },
+    /// A blocking call run off the runtime's workers panicked or was cancelled.
+    #[error("blocking task failed: {0}")]
+    Blocking(String),
+}
+
+impl Error {
+    /// Whether this is one of the states a starting (or briefly unavailable) stack passes
+    /// through: no leader yet, a topic just created, a broker, CQL node or Redis not answering
+    /// yet or still loading. Start-up waits these out ([`crate::startup`]).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Kafka(e) | Error::Unreachable { source: e, .. } => kafka_transient(e),
+            Error::Produce { source, .. } => kafka_transient(source),
+            Error::Topic { code, .. } => crate::startup::transient_code(*code),
+            Error::CqlConnect { .. } => true,
+            Error::Cql(e) => matches!(
+                **e,
+                scylla::errors::ExecutionError::ConnectionPoolError(_)
+                    | scylla::errors::ExecutionError::RequestTimeout(_)
+                    | scylla::errors::ExecutionError::EmptyPlan
+                    | scylla::errors::ExecutionError::LastAttemptError(_)
+                    | scylla::errors::ExecutionError::SchemaAgreementError(_)
+                    | scylla::errors::ExecutionError::MetadataError(_)
+            ),
+            Error::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn kafka_transient(e: &rdkafka::error::KafkaError) -> bool {
+    e.rdkafka_error_code()
+        .is_some_and(crate::startup::transient_code)
 }
 
 /// Result with the shared [`Error`].

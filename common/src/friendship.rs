@@ -139,3 +139,19 @@ pub fn tail_reader(brokers: &str, reader: &str, topic: &str) -> Result<StreamCon
     crate::kafka::assign_from_end(&consumer, topic)?;
     Ok(consumer)
 }
+
+/// [`tail_reader`], once the topic exists and has its leaders (waited for as
+/// [`crate::startup`] says): what a stage calls at start-up.
+pub async fn tail_reader_ready(
+    startup: &crate::startup::Startup,
+    brokers: &str,
+    reader: &str,
+    topic: &str,
+) -> Result<StreamConsumer> {
+    startup.topic(brokers, topic).await?;
+    startup
+        .retry(&format!("the end offsets of topic {topic}"), || async {
+            tail_reader(brokers, reader, topic)
+        })
+        .await
+}

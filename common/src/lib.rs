@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod cql;
 pub mod error;
 pub mod friendship;
@@ -17,6 +18,8 @@ pub mod partition;
 pub mod redis_store;
 pub mod shutdown;
 pub mod stack;
+pub mod stage;
+pub mod startup;
 pub mod telemetry;
 pub mod topics;
 pub mod users;

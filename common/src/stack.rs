@@ -49,9 +49,27 @@ pub struct StackArgs {
         default_value = "nearby"
     )]
     pub topic_prefix: String,
+
+    /// How long a stage (or `nearby-admin`) waits at start-up for each thing it needs of the
+    /// stack (a topic's leaders, a broker, the CQL store, Redis) before it fails naming it.
+    #[arg(
+        long,
+        global = true,
+        env = "NEARBY_STARTUP_TIMEOUT",
+        default_value = "60s",
+        value_parser = humantime::parse_duration
+    )]
+    pub startup_timeout: std::time::Duration,
 }
 
 impl StackArgs {
+    /// Start-up waits bounded by `--startup-timeout`.
+    pub fn startup(&self) -> crate::startup::Startup {
+        crate::startup::Startup {
+            timeout: self.startup_timeout,
+        }
+    }
+
     /// The topic names under this configuration's prefix.
     pub fn topics(&self) -> crate::Result<crate::Topics> {
         crate::Topics::new(&self.topic_prefix)

@@ -236,7 +236,10 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
     let built_secs = started.elapsed().as_secs_f64();
     let status = service.status.clone();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(service.run(listener, shutdown.clone()));
+    let task = tokio::spawn(service.run(
+        nearby_common::stage::Listeners::admin(listener),
+        shutdown.clone().into(),
+    ));
 
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let mut applied_secs = None;

@@ -7,8 +7,8 @@ use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
 async fn main() -> anyhow::Result<()> {
     nearby_common::telemetry::init();
     let config = FanoutServiceConfig::parse();
-    let shutdown = nearby_common::shutdown::on_signal();
-    let admin = tokio::net::TcpListener::bind(config.admin_listen).await?;
+    let shutdown = nearby_common::shutdown::Shutdown::on_signals();
+    let listeners = nearby_common::stage::Listeners::bind(None, config.admin_listen).await?;
     let service = FanoutService::build(config).await?;
-    service.run(admin, shutdown).await
+    service.run(listeners, shutdown).await
 }

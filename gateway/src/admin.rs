@@ -1,4 +1,5 @@
-//! The operators' port: liveness, readiness, Prometheus metrics and the drain call.
+//! The operators' port: liveness, readiness and Prometheus metrics (the admin router every stage
+//! shares, [`nearby_common::admin`]), and the gateway's own `POST /drain`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,7 +8,8 @@ use axum::Router;
 use axum::extract::Query;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::post;
+use nearby_common::admin::AdminView;
 use serde::Deserialize;
 
 use crate::Gateway;
@@ -15,12 +17,8 @@ use crate::Gateway;
 /// `/healthz` (the process answers), `/readyz` (it should get traffic), `/metrics`, and
 /// `POST /drain` (take it out of service).
 pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/drain", post(drain))
-        .with_state(gw)
+    nearby_common::admin::router(gw.clone())
+        .merge(Router::new().route("/drain", post(drain)).with_state(gw))
 }
 
 /// `POST /drain?window=10s`: the window is optional (`NEARBY_DRAIN_WINDOW` otherwise).
@@ -58,47 +56,35 @@ async fn drain(
     (StatusCode::ACCEPTED, axum::Json(body))
 }
 
-async fn ready(State(gw): State<Arc<Gateway>>) -> (StatusCode, String) {
-    let assigned = gw.deliveries_ready.load(Ordering::Acquire);
-    if gw.shutdown.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "stopping".into())
-    } else if gw.drain.is_started() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("draining, {} connections", gw.registry.len()),
-        )
-    } else if !assigned {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "delivery consumer not started yet".into(),
-        )
-    } else {
-        (
-            StatusCode::OK,
-            format!("ready, {} connections", gw.registry.len()),
-        )
+impl AdminView for Gateway {
+    fn readiness(&self) -> (bool, String) {
+        let assigned = self.deliveries_ready.load(Ordering::Acquire);
+        if self.shutdown.is_cancelled() {
+            (false, "stopping".into())
+        } else if self.drain.is_started() {
+            (
+                false,
+                format!("draining, {} connections", self.registry.len()),
+            )
+        } else if !assigned {
+            (false, "delivery consumer not started yet".into())
+        } else {
+            (true, format!("ready, {} connections", self.registry.len()))
+        }
     }
-}
 
-/// Prometheus text of the gateway's metrics.
-async fn metrics(State(gw): State<Arc<Gateway>>) -> impl axum::response::IntoResponse {
-    gw.metrics
-        .connections
-        .set(i64::try_from(gw.registry.len()).unwrap_or(i64::MAX));
-    gw.metrics.draining.set(i64::from(gw.drain.is_started()));
-    gw.metrics
-        .outbox_frames
-        .set(i64::try_from(gw.registry.queued_frames()).unwrap_or(i64::MAX));
-    let lag: i64 = gw.metrics.delivery_stats.lag().iter().map(|(_, n)| n).sum();
-    gw.metrics.delivery_lag.set(lag);
-    gw.metrics
-        .produce_queue
-        .set(i64::try_from(gw.ingest.queued()).unwrap_or(i64::MAX));
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            nearby_common::metrics::CONTENT_TYPE,
-        )],
-        nearby_common::metrics::render(&gw.metrics.registry),
-    )
+    /// Sets the gauges read at a scrape, then renders the registry.
+    fn metrics(&self) -> String {
+        let m = &self.metrics;
+        m.connections
+            .set(i64::try_from(self.registry.len()).unwrap_or(i64::MAX));
+        m.draining.set(i64::from(self.drain.is_started()));
+        m.outbox_frames
+            .set(i64::try_from(self.registry.queued_frames()).unwrap_or(i64::MAX));
+        let lag: i64 = m.delivery_stats.lag().iter().map(|(_, n)| n).sum();
+        m.delivery_lag.set(lag);
+        m.produce_queue
+            .set(i64::try_from(self.ingest.queued()).unwrap_or(i64::MAX));
+        nearby_common::metrics::render(&m.registry)
+    }
 }

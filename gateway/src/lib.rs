@@ -1,8 +1,9 @@
 //! The gateway: clients' WebSocket and HTTP port, authentication, the connection registry, the
 //! first page and paging, and the consumer of its own delivery topic.
 //!
-//! [`Gateway::build`] connects to the stack; [`run`] serves on listeners it is given and stops
-//! when the shutdown token is cancelled, so tests start the real thing on port 0.
+//! [`Gateway::build`] connects to the stack; [`Gateway::run`] serves on listeners it is given
+//! until its [`Shutdown`] asks it to stop (the first ask drains, a second stops at once), so
+//! tests start the real thing on port 0.
 
 pub mod admin;
 pub mod changes;
@@ -35,6 +36,8 @@ use nearby_common::friendship::FriendshipLog;
 use nearby_common::history::HistoryStore;
 use nearby_common::kafka::{self, TopicSpec};
 use nearby_common::redis_store::LocationCache;
+use nearby_common::shutdown::Shutdown;
+use nearby_common::stage::Listeners;
 use nearby_common::users::UserStore;
 use nearby_ingest::{Ingest, RateLimiter};
 use tokio::net::TcpListener;
@@ -80,10 +83,8 @@ pub struct Gateway {
 impl Gateway {
     /// Checks the configuration and connects to the stack (CQL, Redis, Kafka); creates the
     /// user store's tables, the history table and this gateway's delivery topic if missing.
-    pub async fn build(
-        config: GatewayConfig,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<Arc<Self>> {
+    /// Each part of the stack is waited for as long as `NEARBY_STARTUP_TIMEOUT` allows.
+    pub async fn build(config: GatewayConfig) -> anyhow::Result<Arc<Self>> {
         config.validate().map_err(anyhow::Error::msg)?;
         let verifier = Verifier::from_args(&config.auth).map_err(anyhow::Error::msg)?;
         if config.auth.jwt_public_key_file.is_none()
@@ -102,24 +103,26 @@ impl Gateway {
         )?;
         let changes = FriendshipLog::new(&stack.kafka_brokers, topics.friendship_events())?;
 
-        let session = nearby_common::cql::connect(&stack.cql_nodes).await?;
-        nearby_common::users::create_schema(&session, &stack.cql_keyspace, 1)
+        let startup = stack.startup();
+        let session = startup.cql(&stack.cql_nodes).await?;
+        startup
+            .retry(
+                "the user store's and the location history's tables",
+                || async {
+                    nearby_common::users::create_schema(&session, &stack.cql_keyspace, 1).await?;
+                    nearby_common::history::create_table(&session, &stack.cql_keyspace).await
+                },
+            )
             .await
-            .context("creating the user store's tables")?;
-        nearby_common::history::create_table(&session, &stack.cql_keyspace)
-            .await
-            .context("creating the location history table")?;
+            .context("creating the user store's and the history's tables")?;
         let store = Arc::new(UserStore::new(session, &stack.cql_keyspace).await?);
         let users = users::Users::new(store, config.user_cache_capacity, config.user_cache_ttl);
         // Each store owns its session (both take one by value); history reads get their own.
-        let history = HistoryStore::new(
-            nearby_common::cql::connect(&stack.cql_nodes).await?,
-            &stack.cql_keyspace,
-        )
-        .await
-        .context("preparing the location history statements")?;
+        let history = HistoryStore::new(startup.cql(&stack.cql_nodes).await?, &stack.cql_keyspace)
+            .await
+            .context("preparing the location history statements")?;
 
-        let redis = nearby_common::redis_store::connect(&stack.redis_url).await?;
+        let redis = startup.redis(&stack.redis_url).await?;
         let ttl = config.rules.location_ttl;
         let pager = nearby::Pager {
             users: users.clone(),
@@ -131,17 +134,22 @@ impl Gateway {
         };
 
         let admin = kafka::admin_client(&stack.kafka_brokers)?;
-        kafka::ensure_topics(
-            &admin,
-            &[TopicSpec {
-                name: topics.deliveries(&config.gateway_id)?,
-                partitions: 1,
-                replication: config.replication_factor,
-                retention: Duration::from_secs(3600),
-            }],
-        )
-        .await
-        .context("creating this gateway's delivery topic")?;
+        let delivery_topic = TopicSpec {
+            name: topics.deliveries(&config.gateway_id)?,
+            partitions: 1,
+            replication: config.replication_factor,
+            retention: Duration::from_secs(3600),
+        };
+        startup
+            .retry(
+                "the broker, to create this gateway's delivery topic",
+                || kafka::ensure_topics(&admin, std::slice::from_ref(&delivery_topic)),
+            )
+            .await
+            .context("creating this gateway's delivery topic")?;
+        startup
+            .topic(&stack.kafka_brokers, &delivery_topic.name)
+            .await?;
 
         Ok(Arc::new(Self {
             verifier,
@@ -153,7 +161,7 @@ impl Gateway {
             upload_limiter: RateLimiter::new(config.upload_rate_limit()),
             registry: Arc::default(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
-            shutdown,
+            shutdown: CancellationToken::new(),
             drain: drain::Drain::new(config.drain_window, config.drain_grace),
             deliveries_ready: Arc::default(),
             metrics: Arc::default(),
@@ -239,31 +247,67 @@ async fn stop_when_drained(gw: Arc<Gateway>) {
     gw.shutdown.cancel();
 }
 
-/// Serves clients on `listener` and operators on `admin_listener`, and consumes the delivery
-/// topic, until the gateway's shutdown token is cancelled; then closes every socket and waits
-/// (bounded) for the records in flight.
-pub async fn run(
+/// Turns the stage's [`Shutdown`] into the gateway's own stop: an orderly stop drains (every
+/// client gets `reconnect` over the window, then the gateway stops by itself); a stop at once
+/// cancels the gateway's token.
+async fn follow_shutdown(gw: Arc<Gateway>, shutdown: Shutdown) {
+    tokio::select! {
+        () = shutdown.graceful().cancelled() => { gw.drain.start(None); }
+        () = gw.shutdown.cancelled() => return,
+    }
+    tokio::select! {
+        () = shutdown.now().cancelled() => gw.shutdown.cancel(),
+        () = gw.shutdown.cancelled() => {}
+    }
+}
+
+impl Gateway {
+    /// Serves clients on the client listener and operators on the admin one, and consumes the
+    /// delivery topic, until `shutdown` asks for a stop (an orderly stop drains first); then
+    /// closes every socket and waits (bounded) for the records in flight.
+    pub async fn run(
+        self: Arc<Self>,
+        listeners: Listeners,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
+        let listener = listeners
+            .client
+            .context("the gateway needs a client listener")?;
+        run(self, listener, listeners.admin, shutdown).await
+    }
+}
+
+async fn run(
     gw: Arc<Gateway>,
     listener: TcpListener,
     admin_listener: TcpListener,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let stack = &gw.config.stack;
+    let startup = stack.startup();
     let topic = stack.topics()?.deliveries(&gw.config.gateway_id)?;
+    let follow_task = tokio::spawn(follow_shutdown(gw.clone(), shutdown));
     // The consumer starts from the topic's current end, fixed before it is assigned: from here
     // on no delivery for this gateway is missed, so it is ready.
-    let consumer = deliveries::consumer(
-        &stack.kafka_brokers,
-        &gw.config.gateway_id,
-        &topic,
-        gw.metrics.delivery_stats.clone(),
-    )?;
+    let consumer = startup
+        .retry(&format!("the end offset of topic {topic}"), || async {
+            deliveries::consumer(
+                &stack.kafka_brokers,
+                &gw.config.gateway_id,
+                &topic,
+                gw.metrics.delivery_stats.clone(),
+            )
+        })
+        .await?;
     // Likewise for change notices: from here on no cached entry outlives its change.
-    let change_reader = nearby_common::friendship::tail_reader(
+    let change_reader = nearby_common::friendship::tail_reader_ready(
+        &startup,
         &stack.kafka_brokers,
         &format!("nearby-gateway-{}", gw.config.gateway_id),
         &stack.topics()?.friendship_events(),
     )
-    .context("reading the friendship events topic (create it with `nearby-admin topics create`)")?;
+    .await
+    .context("reading the friendship events topic")?;
     gw.deliveries_ready
         .store(true, std::sync::atomic::Ordering::Release);
     let change_task = tokio::spawn(changes::run(
@@ -301,6 +345,7 @@ pub async fn run(
     let _ = delivery_task.await;
     let _ = change_task.await;
     let _ = drain_task.await;
+    let _ = follow_task.await;
     // Sessions end on the same token and record their disconnects; give them a bounded moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !gw.registry.is_empty() && tokio::time::Instant::now() < deadline {

@@ -9,23 +9,13 @@ use nearby_gateway::{Gateway, GatewayConfig};
 async fn main() -> anyhow::Result<()> {
     nearby_common::telemetry::init();
     let config = GatewayConfig::parse();
-    let (first, second) = nearby_common::shutdown::on_signals();
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let admin = tokio::net::TcpListener::bind(config.admin_listen).await?;
+    let shutdown = nearby_common::shutdown::Shutdown::on_signals();
+    let listeners =
+        nearby_common::stage::Listeners::bind(Some(config.listen), config.admin_listen).await?;
     // A signal before the gateway is built stops it at once: there is nobody to drain.
-    let shutdown = second.clone();
     let gateway = tokio::select! {
-        built = Gateway::build(config, shutdown) => built?,
-        () = first.cancelled() => return Ok(()),
+        built = Gateway::build(config) => built?,
+        () = shutdown.graceful().cancelled() => return Ok(()),
     };
-    tokio::spawn({
-        let gateway = gateway.clone();
-        async move {
-            tokio::select! {
-                () = first.cancelled() => { gateway.drain.start(None); }
-                () = gateway.shutdown.cancelled() => {}
-            }
-        }
-    });
-    nearby_gateway::run(gateway, listener, admin).await
+    gateway.run(listeners, shutdown).await
 }

@@ -16,20 +16,19 @@ use tokio_util::sync::CancellationToken;
 async fn an_out_of_order_upload_lands_in_history_and_the_api_returns_exactly_it() {
     let gw = TestGateway::start(&[]).await;
     let shutdown = CancellationToken::new();
-    let sink = HistorySink::build(
-        SinkConfig::parse_from([
-            "nearby-history-sink".to_owned(),
-            format!("--topic-prefix={}", gw.prefix),
-            format!("--cql-keyspace={}", gw.keyspace),
-            format!("--group-id={}", support::unique("test-sink-")),
-        ]),
-        &shutdown,
-    )
+    let sink = HistorySink::build(SinkConfig::parse_from([
+        "nearby-history-sink".to_owned(),
+        format!("--topic-prefix={}", gw.prefix),
+        format!("--cql-keyspace={}", gw.keyspace),
+        format!("--group-id={}", support::unique("test-sink-")),
+    ]))
     .await
     .expect("sink builds");
     let sink_task = tokio::spawn(sink.run(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        shutdown.clone(),
+        nearby_common::stage::Listeners::admin(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        ),
+        shutdown.clone().into(),
     ));
 
     let (me, other) = (user(), user());

@@ -156,10 +156,13 @@ async fn main() -> anyhow::Result<()> {
         format!("--cql-nodes={}", nodes[0]),
     ]);
     let shutdown = CancellationToken::new();
-    let sink = HistorySink::build(config, &shutdown).await?;
+    let sink = HistorySink::build(config).await?;
     let status = sink.status.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let task = tokio::spawn(sink.run(listener, shutdown.clone()));
+    let task = tokio::spawn(sink.run(
+        nearby_common::stage::Listeners::admin(listener),
+        shutdown.clone().into(),
+    ));
     // Timed from its first row to its last (the group join before it writes nothing).
     let rows = args.rows as u64;
     while status.rows.load(Ordering::Relaxed) == 0 {

@@ -11,11 +11,15 @@ use nearby_history_sink::{HistorySink, SinkConfig};
 async fn main() -> ExitCode {
     nearby_common::telemetry::init();
     let config = SinkConfig::parse();
-    let (shutdown, cut) = nearby_common::shutdown::on_signals();
+    let shutdown = nearby_common::shutdown::Shutdown::on_signals();
     let run = async {
-        let admin = tokio::net::TcpListener::bind(config.admin_listen).await?;
-        let sink = HistorySink::build(config, &shutdown).await?;
-        sink.run_with(admin, shutdown, cut).await
+        let listeners = nearby_common::stage::Listeners::bind(None, config.admin_listen).await?;
+        // A signal while it waits for the stack at start-up stops it: nothing to drain yet.
+        let sink = tokio::select! {
+            built = HistorySink::build(config) => built?,
+            () = shutdown.graceful().cancelled() => return Ok(()),
+        };
+        sink.run(listeners, shutdown).await
     };
     match run.await {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nearby_common::clock::now_s;
 use nearby_common::history::{HistoryRow, HistoryStore};
+use nearby_common::shutdown::Shutdown;
+use nearby_common::stage::Listeners;
 use nearby_schemas::{LocationBody, LocationEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -64,13 +66,6 @@ impl SinkStatus {
     }
 }
 
-/// The wall clock in whole seconds.
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A sink instance, connected to the CQL store.
 #[derive(Debug)]
 pub struct HistorySink {
@@ -86,14 +81,15 @@ fn next_backoff(current: Duration, max: Duration) -> Duration {
 }
 
 impl HistorySink {
-    /// Checks the configuration, connects to the CQL store (retrying with backoff while it
-    /// does not answer, until `shutdown`), creates the keyspace and table if missing.
-    pub async fn build(config: SinkConfig, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+    /// Checks the configuration, connects to the CQL store and creates the keyspace and table
+    /// if missing, and waits for the location topic's leaders: each waited for, while it does
+    /// not answer yet, as long as `NEARBY_STARTUP_TIMEOUT` allows.
+    pub async fn build(config: SinkConfig) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
         let stack = &config.stack;
-        let mut wait = config.retry_min;
-        let store = loop {
-            let attempt = async {
+        let startup = stack.startup();
+        let store = startup
+            .retry("the CQL store and the location history table", || async {
                 let session = nearby_common::cql::connect(&stack.cql_nodes).await?;
                 nearby_common::cql::create_keyspace(
                     &session,
@@ -103,19 +99,12 @@ impl HistorySink {
                 .await?;
                 nearby_common::history::create_table(&session, &stack.cql_keyspace).await?;
                 HistoryStore::new(session, &stack.cql_keyspace).await
-            };
-            match attempt.await {
-                Ok(store) => break store,
-                Err(e) => {
-                    warn!(error = %e, retry_in = ?wait, "CQL store not ready");
-                    tokio::select! {
-                        () = shutdown.cancelled() => anyhow::bail!("stopped before the CQL store answered"),
-                        () = tokio::time::sleep(wait) => {}
-                    }
-                    wait = next_backoff(wait, config.retry_max);
-                }
-            }
-        };
+            })
+            .await?;
+        // Subscribing to a missing topic would wait silently: a missing one is named instead.
+        startup
+            .topic(&stack.kafka_brokers, &stack.topics()?.location_updates())
+            .await?;
         Ok(Self {
             config,
             store: Arc::new(store),
@@ -123,23 +112,14 @@ impl HistorySink {
         })
     }
 
-    /// Runs until `shutdown`, serving the admin port on `admin`; then waits (bounded by the
-    /// drain timeout) for the writes in flight and commits what is written. An error when the
-    /// consumer cannot go on (a fatal Kafka error, such as another instance with the same
+    /// Runs until `shutdown` asks for a stop, serving the admin port; then waits (bounded by
+    /// the drain timeout, cut short by a stop at once) for the writes in flight and commits
+    /// what is written; the writes left are counted as abandoned. An error when the consumer
+    /// cannot go on (a fatal Kafka error, such as another instance with the same
     /// `--instance-id`), after the same drain and commit.
-    pub async fn run(self, admin: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.run_with(admin, shutdown, CancellationToken::new())
-            .await
-    }
-
-    /// [`run`](Self::run), with `cut`: cancelled during the drain (an operator's second
-    /// signal), it ends the drain at once; the writes left are counted as abandoned.
-    pub async fn run_with(
-        self,
-        admin: TcpListener,
-        shutdown: CancellationToken,
-        cut: CancellationToken,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
+        let admin = listeners.admin;
+        let (shutdown, cut) = (shutdown.graceful().clone(), shutdown.now().clone());
         let stack = &self.config.stack;
         let topic = stack.topics()?.location_updates();
         let mut client =

@@ -64,11 +64,14 @@ impl Names {
             format!("--cql-nodes={}", self.nodes),
         ]);
         let shutdown = CancellationToken::new();
-        let sink = HistorySink::build(config, &shutdown).await.unwrap();
+        let sink = HistorySink::build(config).await.unwrap();
         let status = sink.status.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = listener.local_addr().unwrap();
-        let task = tokio::spawn(sink.run(listener, shutdown.clone()));
+        let task = tokio::spawn(sink.run(
+            nearby_common::stage::Listeners::admin(listener),
+            shutdown.clone().into(),
+        ));
         Instance {
             status,
             admin,

@@ -45,11 +45,13 @@ impl Env {
             format!("--cql-nodes={}", self.nodes),
         ]);
         let shutdown = CancellationToken::new();
-        let sink = HistorySink::build(config, &shutdown).await.unwrap();
+        let sink = HistorySink::build(config).await.unwrap();
         let status = sink.status.clone();
         let task = tokio::spawn(sink.run(
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            shutdown.clone(),
+            nearby_common::stage::Listeners::admin(
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            ),
+            shutdown.clone().into(),
         ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while status.rows.load(Ordering::Relaxed) < rows {

@@ -91,11 +91,14 @@ async fn positions_become_rows_once_and_the_rest_is_skipped() {
         format!("--cql-nodes={nodes}"),
     ]);
     let shutdown = CancellationToken::new();
-    let sink = HistorySink::build(config, &shutdown).await.unwrap();
+    let sink = HistorySink::build(config).await.unwrap();
     let status = sink.status.clone();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
-    let task = tokio::spawn(sink.run(admin, shutdown.clone()));
+    let task = tokio::spawn(sink.run(
+        nearby_common::stage::Listeners::admin(admin),
+        shutdown.clone().into(),
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while status.rows.load(Ordering::Relaxed) < 4 {
         assert!(tokio::time::Instant::now() < deadline, "rows never written");

@@ -250,7 +250,9 @@ pub async fn write(
         })
         .collect();
     active.sort_unstable_by_key(|(user, _)| *user);
-    let mut conn = nearby_common::redis_store::connect(&stack.redis_url)
+    let mut conn = stack
+        .startup()
+        .redis(&stack.redis_url)
         .await
         .context("connecting to Redis")?;
     let cache = LocationCache::new(&stack.topic_prefix, ttl.as_secs());

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
+use nearby_common::clock::now_ms;
 use nearby_common::lag::LagStats;
 use nearby_common::partition::partition_of_user;
 use nearby_common::redis_store::{LatestLocation, LocationCache};
+use nearby_common::shutdown::Shutdown;
+use nearby_common::stage::Listeners;
 use nearby_common::users::UserStore;
 use nearby_schemas::{FriendshipEvent, FriendshipKind, LocationBody, LocationEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -69,7 +71,7 @@ pub struct Status {
     pub lag: LagStats,
 }
 
-/// How many partitions `topic` has (0 if it does not exist).
+/// How many partitions `topic` has now (0 if it does not exist): the watcher's count.
 fn partitions_of<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
     consumer: &C,
     topic: &str,
@@ -171,6 +173,27 @@ async fn keep_membership(
     }
 }
 
+/// Where the table reader starts in each partition (the first offset of `now - ttl`) and the
+/// end each partition has now (the table is rebuilt once it is read that far). Blocking.
+fn start_and_end(
+    table: &StreamConsumer<LagStats>,
+    topic: &str,
+    partitions: i32,
+    ttl_ms: i64,
+) -> nearby_common::Result<(TopicPartitionList, HashMap<i32, i64>)> {
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..partitions {
+        wanted.add_partition_offset(topic, p, Offset::Offset(now_ms() - ttl_ms))?;
+    }
+    let start = table.offsets_for_times(wanted, KAFKA_TIMEOUT)?;
+    let mut high = HashMap::new();
+    for p in 0..partitions {
+        let (_, h) = table.fetch_watermarks(topic, p, KAFKA_TIMEOUT)?;
+        high.insert(p, h);
+    }
+    Ok((start, high))
+}
+
 /// A fanout instance, connected to the stack.
 #[derive(Debug)]
 pub struct FanoutService {
@@ -182,22 +205,21 @@ pub struct FanoutService {
     pub status: Arc<Status>,
 }
 
-/// Epoch ms by the system clock (the core itself never reads the clock).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl FanoutService {
-    /// Checks the configuration and connects to the CQL store and Redis.
+    /// Checks the configuration and connects to the CQL store and Redis (waiting for each as
+    /// long as `NEARBY_STARTUP_TIMEOUT` allows).
     pub async fn build(config: FanoutServiceConfig) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
         let stack = &config.stack;
-        let session = nearby_common::cql::connect(&stack.cql_nodes).await?;
-        nearby_common::users::create_schema(&session, &stack.cql_keyspace, 1).await?;
+        let startup = stack.startup();
+        let session = startup.cql(&stack.cql_nodes).await?;
+        startup
+            .retry("the user store's tables", || {
+                nearby_common::users::create_schema(&session, &stack.cql_keyspace, 1)
+            })
+            .await?;
         let store = UserStore::new(session, &stack.cql_keyspace).await?;
-        let redis = nearby_common::redis_store::connect(&stack.redis_url).await?;
+        let redis = startup.redis(&stack.redis_url).await?;
         let cache = LocationCache::new(&stack.topic_prefix, config.rules.location_ttl.as_secs());
         Ok(Self {
             config,
@@ -208,13 +230,13 @@ impl FanoutService {
         })
     }
 
-    /// Runs until `shutdown`, serving health and readiness on `admin`.
-    pub async fn run(
-        mut self,
-        admin: TcpListener,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+    /// Runs until `shutdown` (fanout's stop is short: the first signal stops it), serving
+    /// health, readiness and metrics on the admin listener.
+    pub async fn run(mut self, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
+        let shutdown = shutdown.graceful().clone();
+        let admin = listeners.admin;
         let stack = self.config.stack.clone();
+        let startup = stack.startup();
         let topics = stack.topics()?;
         let topic = topics.location_updates();
         let ttl_ms = self.config.rules.ttl_ms();
@@ -246,25 +268,25 @@ impl FanoutService {
             .set("fetch.wait.max.ms", "100");
             Arc::new(c.create_with_context(self.status.lag.clone())?)
         };
-        let partitions = partitions_of(&*table, &topic)?;
-        anyhow::ensure!(
-            partitions > 0,
-            "topic {topic} has no partitions: create it with `nearby-admin topics create`"
-        );
+        // A topic created this instant has partitions without a leader for a moment: waited
+        // for, as the offsets below are (a leader just elected may not answer at once).
+        let partitions = startup.topic(&stack.kafka_brokers, &topic).await?;
         let mut partition_count = partitions;
-        let mut wanted = TopicPartitionList::new();
-        for p in 0..partitions {
-            wanted.add_partition_offset(&topic, p, Offset::Offset(now_ms() - ttl_ms))?;
-        }
-        let start = table
-            .offsets_for_times(wanted, KAFKA_TIMEOUT)
-            .context("offsets for (now - TTL)")?;
-        // The end each partition had at start-up: the table is rebuilt once it is read.
-        let mut high = HashMap::new();
-        for p in 0..partitions {
-            let (_, h) = table.fetch_watermarks(&topic, p, KAFKA_TIMEOUT)?;
-            high.insert(p, h);
-        }
+        let (start, high) = startup
+            .retry(
+                &format!("the offsets of (now - TTL) in topic {topic}"),
+                || {
+                    let (table, topic) = (table.clone(), topic.clone());
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            start_and_end(&table, &topic, partitions, ttl_ms)
+                        })
+                        .await
+                        .map_err(|e| nearby_common::Error::Blocking(e.to_string()))?
+                    }
+                },
+            )
+            .await?;
         table.assign(&start)?;
         // The next offset to read per partition (shared with the group consumer, which commits
         // it on revoke).
@@ -285,14 +307,14 @@ impl FanoutService {
         // Change notices from the end the topic has now: the friend lists loaded from here on
         // already hold the older ones. Assigned before the table is rebuilt, so none falls
         // between the two.
-        let changes = nearby_common::friendship::tail_reader(
+        let changes = nearby_common::friendship::tail_reader_ready(
+            &startup,
             &stack.kafka_brokers,
             &format!("{}-{}", self.config.group_id, uuid::Uuid::new_v4().simple()),
             &topics.friendship_events(),
         )
-        .context(
-            "reading the friendship events topic (create it with `nearby-admin topics create`)",
-        )?;
+        .await
+        .context("reading the friendship events topic")?;
 
         // The group is joined only once the table is rebuilt: an instance that owned
         // partitions before it knew every active user's position would miss deliveries (a

@@ -49,7 +49,10 @@ impl TestFanout {
         let service = FanoutService::build(config).await.expect("fanout builds");
         let status = service.status.clone();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(service.run(admin, shutdown.clone()));
+        let task = tokio::spawn(service.run(
+            nearby_common::stage::Listeners::admin(admin),
+            shutdown.clone().into(),
+        ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while support::http(admin_addr, "GET", "/readyz", None, None)
             .await

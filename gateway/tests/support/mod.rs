@@ -15,7 +15,6 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "gateway-test-secret";
 
@@ -100,10 +99,14 @@ impl TestGateway {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let admin_addr = admin_listener.local_addr().expect("addr");
-        let gw = Gateway::build(config, CancellationToken::new())
-            .await
-            .expect("gateway builds");
-        let task = tokio::spawn(nearby_gateway::run(gw.clone(), listener, admin_listener));
+        let gw = Gateway::build(config).await.expect("gateway builds");
+        let task = tokio::spawn(gw.clone().run(
+            nearby_common::stage::Listeners {
+                client: Some(listener),
+                admin: admin_listener,
+            },
+            nearby_common::shutdown::Shutdown::new(),
+        ));
         let this = Self {
             gw,
             addr,

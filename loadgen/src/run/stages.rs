@@ -1,0 +1,195 @@
+//! What the stages cost over the measured run: their CPU time and the gateway's memory, read
+//! from /proc at fixed points of the run, with this process's own CPU and the machine's load.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::RunArgs;
+use crate::procfs;
+
+/// One stage's CPU time over the measured run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageCpu {
+    /// Its pid.
+    pub pid: u32,
+    /// CPU seconds (user + system) used during the run.
+    pub cpu_s: f64,
+    /// CPU seconds per million reports sent.
+    pub cpu_s_per_million_reports: Option<f64>,
+}
+
+/// The per-stage costs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Costs {
+    /// Per stage (`gateway`, `fanout`, `history_sink`), those found.
+    pub stages: BTreeMap<String, StageCpu>,
+    /// Deliveries received per CPU-second of gateway + fanout.
+    pub deliveries_per_cpu_s_gateway_fanout: Option<f64>,
+    /// Gateway VmRSS before connecting, KiB.
+    pub gateway_rss_before_kib: Option<u64>,
+    /// Gateway VmRSS once every socket was open (before any report), KiB.
+    pub gateway_rss_connected_kib: Option<u64>,
+    /// Gateway VmRSS at the end of the run, KiB.
+    pub gateway_rss_end_kib: Option<u64>,
+    /// (connected − before) / sockets opened, bytes.
+    pub gateway_rss_bytes_per_connection: Option<f64>,
+    /// This load generator's own CPU seconds during the run.
+    pub loadgen_cpu_s: Option<f64>,
+    /// How busy the whole machine was during the run, share of all cores.
+    pub machine_busy: Option<f64>,
+    /// Cores of the machine.
+    pub machine_cores: usize,
+}
+
+/// The stages' pids (unless `--no-costs`); a stage not found is left out, with a warning.
+fn stage_pids(args: &RunArgs) -> BTreeMap<String, u32> {
+    let mut pids = BTreeMap::new();
+    if args.no_costs {
+        return pids;
+    }
+    for (stage, given, program) in [
+        ("gateway", args.gateway_pid, "nearby-gateway"),
+        ("fanout", args.fanout_pid, "nearby-fanout"),
+        ("history_sink", args.sink_pid, "nearby-history-sink"),
+    ] {
+        match given.map_or_else(|| procfs::pid_named(program), Ok) {
+            Ok(pid) => {
+                pids.insert(stage.to_owned(), pid);
+            }
+            Err(e) => eprintln!("loadgen: no CPU reading for {stage}: {e:#}"),
+        }
+    }
+    pids
+}
+
+/// Each stage's CPU seconds so far.
+fn cpu(pids: &BTreeMap<String, u32>) -> BTreeMap<String, f64> {
+    pids.iter()
+        .filter_map(|(s, p)| Some((s.clone(), procfs::cpu_secs(&p.to_string())?)))
+        .collect()
+}
+
+/// The readings taken up to the end of the measured run: where the stages are, the gateway's
+/// memory before and after the sockets opened, and the CPU counters at the start.
+#[derive(Debug)]
+pub(super) struct CostMeter {
+    pids: BTreeMap<String, u32>,
+    /// The gateway's pid as /proc names it.
+    gateway_pid: Option<String>,
+    rss_before: Option<u64>,
+    rss_connected: Option<u64>,
+    cpu_before: BTreeMap<String, f64>,
+    my_cpu_before: Option<f64>,
+    machine_before: Option<(u64, u64)>,
+}
+
+impl CostMeter {
+    /// Finds the stages and reads the gateway's memory before any socket opens.
+    pub(super) fn new(args: &RunArgs) -> Self {
+        let pids = stage_pids(args);
+        let gateway_pid = pids.get("gateway").map(u32::to_string);
+        let mut meter = Self {
+            pids,
+            gateway_pid,
+            rss_before: None,
+            rss_connected: None,
+            cpu_before: BTreeMap::new(),
+            my_cpu_before: None,
+            machine_before: None,
+        };
+        meter.rss_before = meter.gateway_rss();
+        meter
+    }
+
+    /// The gateway's VmRSS now, KiB.
+    fn gateway_rss(&self) -> Option<u64> {
+        self.gateway_pid
+            .as_deref()
+            .and_then(|p| procfs::vm_kib(p, "VmRSS").ok())
+    }
+
+    /// Reads the gateway's memory once every socket is open.
+    pub(super) fn on_connected(&mut self) {
+        self.rss_connected = self.gateway_rss();
+    }
+
+    /// Reads the CPU counters as the measured run starts.
+    pub(super) fn on_start(&mut self) {
+        self.cpu_before = cpu(&self.pids);
+        self.my_cpu_before = procfs::cpu_secs("self");
+        self.machine_before = procfs::machine_ticks();
+    }
+
+    /// Reads them again, and the gateway's memory, as the measured run ends.
+    pub(super) fn on_end(self) -> CostReadings {
+        let cpu_after = cpu(&self.pids);
+        let my_cpu = procfs::cpu_secs("self")
+            .zip(self.my_cpu_before)
+            .map(|(a, b)| a - b);
+        let machine_busy = procfs::busy_share(self.machine_before);
+        let rss_end = self.gateway_rss();
+        CostReadings {
+            meter: self,
+            cpu_after,
+            my_cpu,
+            machine_busy,
+            rss_end,
+        }
+    }
+}
+
+/// Every reading of the run, waiting for its counts to become [`Costs`].
+#[derive(Debug)]
+pub(super) struct CostReadings {
+    meter: CostMeter,
+    cpu_after: BTreeMap<String, f64>,
+    my_cpu: Option<f64>,
+    machine_busy: Option<f64>,
+    rss_end: Option<u64>,
+}
+
+impl CostReadings {
+    /// The costs of a run that sent `reports` and received `friend_locations` over `connected`
+    /// sockets.
+    #[allow(clippy::cast_precision_loss)]
+    pub(super) fn costs(self, reports: u64, friend_locations: u64, connected: usize) -> Costs {
+        let m = self.meter;
+        let mut stages = BTreeMap::new();
+        for (stage, pid) in &m.pids {
+            if let (Some(a), Some(b)) = (m.cpu_before.get(stage), self.cpu_after.get(stage)) {
+                let cpu_s = b - a;
+                stages.insert(
+                    stage.clone(),
+                    StageCpu {
+                        pid: *pid,
+                        cpu_s,
+                        cpu_s_per_million_reports: (reports > 0)
+                            .then(|| cpu_s * 1e6 / reports as f64),
+                    },
+                );
+            }
+        }
+        let gw_fanout_cpu: Option<f64> = ["gateway", "fanout"]
+            .iter()
+            .map(|s| stages.get(*s).map(|c| c.cpu_s))
+            .sum();
+        Costs {
+            deliveries_per_cpu_s_gateway_fanout: gw_fanout_cpu
+                .filter(|&s| s > 0.0)
+                .map(|s| friend_locations as f64 / s),
+            stages,
+            gateway_rss_before_kib: m.rss_before,
+            gateway_rss_connected_kib: m.rss_connected,
+            gateway_rss_end_kib: self.rss_end,
+            gateway_rss_bytes_per_connection: m
+                .rss_before
+                .zip(m.rss_connected)
+                .filter(|_| connected > 0)
+                .map(|(b, a)| (a as f64 - b as f64) * 1024.0 / connected as f64),
+            loadgen_cpu_s: self.my_cpu,
+            machine_busy: self.machine_busy,
+            machine_cores: std::thread::available_parallelism().map_or(0, usize::from),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! A first start that never fails: fanout and the history sink started in the same instant as
+//! their topics are created (no leader yet, or no topic yet) wait for them and become ready;
+//! started against a topic that never comes, each fails once `NEARBY_STARTUP_TIMEOUT` is spent,
+//! with an error that names the topic and the command that creates it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use nearby_common::kafka::{self, TopicSpec};
+use nearby_common::shutdown::Shutdown;
+use nearby_common::stage::Listeners;
+use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
+use nearby_history_sink::{HistorySink, SinkConfig};
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// A fresh name: `prefix` and 12 random hex digits.
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// The stage flags of a fresh system under `prefix` (the stack's addresses from the environment).
+fn args(binary: &str, prefix: &str, extra: &[String]) -> Vec<String> {
+    let mut args = vec![
+        binary.to_owned(),
+        format!("--topic-prefix={prefix}"),
+        format!("--cql-keyspace={}", unique("t_")),
+        format!("--group-id={}", unique("test-")),
+    ];
+    args.extend(extra.iter().cloned());
+    args
+}
+
+/// Creates the location and friendship topics of `prefix` and returns at once (the broker has
+/// not elected their leaders yet).
+async fn create_topics(prefix: &str) {
+    let admin = kafka::admin_client(&env_or("NEARBY_KAFKA_BROKERS", "127.0.0.1:9092")).unwrap();
+    let spec = |name: String| TopicSpec {
+        name,
+        partitions: 6,
+        replication: 1,
+        retention: Duration::from_secs(3600),
+    };
+    kafka::ensure_topics(
+        &admin,
+        &[
+            spec(format!("{prefix}.location-updates")),
+            spec(format!("{prefix}.friendship-events")),
+        ],
+    )
+    .await
+    .expect("topics created");
+}
+
+async fn delete_topics(prefix: &str) {
+    let admin = kafka::admin_client(&env_or("NEARBY_KAFKA_BROKERS", "127.0.0.1:9092")).unwrap();
+    let (a, b) = (
+        format!("{prefix}.location-updates"),
+        format!("{prefix}.friendship-events"),
+    );
+    let _ = kafka::delete_topics(&admin, &[&a, &b]).await;
+}
+
+/// Polls `/readyz` until it answers 200, for at most `within`.
+async fn ready_within(admin: SocketAddr, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        let answer =
+            nearby_common::http::request(admin, "GET", "/readyz", None, "", Duration::from_secs(2))
+                .await;
+        if matches!(answer, Ok((200, _))) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn fanout_and_the_sink_started_with_their_topics_become_ready() {
+    let prefix = unique("test.");
+    let fanout_listeners = Listeners::loopback(false).await.unwrap();
+    let sink_listeners = Listeners::loopback(false).await.unwrap();
+    let (fanout_admin, sink_admin) = (
+        fanout_listeners.admin.local_addr().unwrap(),
+        sink_listeners.admin.local_addr().unwrap(),
+    );
+    let shutdown = Shutdown::new();
+    // Both stages start first and the topics are created while they start, as `run.sh` on a
+    // fresh machine does within the same second.
+    let fanout = tokio::spawn({
+        let (prefix, shutdown) = (prefix.clone(), shutdown.clone());
+        async move {
+            let config = FanoutServiceConfig::parse_from(args("nearby-fanout", &prefix, &[]));
+            FanoutService::build(config)
+                .await?
+                .run(fanout_listeners, shutdown)
+                .await
+        }
+    });
+    let sink = tokio::spawn({
+        let (prefix, shutdown) = (prefix.clone(), shutdown.clone());
+        async move {
+            let config = SinkConfig::parse_from(args("nearby-history-sink", &prefix, &[]));
+            HistorySink::build(config)
+                .await?
+                .run(sink_listeners, shutdown)
+                .await
+        }
+    });
+    create_topics(&prefix).await;
+
+    let fanout_ready = ready_within(fanout_admin, Duration::from_secs(60)).await;
+    let sink_ready = ready_within(sink_admin, Duration::from_secs(60)).await;
+    shutdown.stop();
+    let (fanout, sink) = (fanout.await.unwrap(), sink.await.unwrap());
+    delete_topics(&prefix).await;
+    assert!(fanout_ready, "fanout never became ready: {fanout:?}");
+    assert!(sink_ready, "the sink never became ready: {sink:?}");
+    fanout.expect("fanout stops cleanly");
+    sink.expect("the sink stops cleanly");
+}
+
+#[tokio::test]
+async fn a_missing_topic_is_named_once_the_startup_timeout_is_spent() {
+    let prefix = unique("test.missing.");
+    let timeout = ["--startup-timeout=2s".to_owned()];
+    let topic = format!("{prefix}.location-updates");
+
+    let config = FanoutServiceConfig::parse_from(args("nearby-fanout", &prefix, &timeout));
+    let listeners = Listeners::loopback(false).await.unwrap();
+    let began = tokio::time::Instant::now();
+    let err = FanoutService::build(config)
+        .await
+        .expect("fanout builds: CQL and Redis are up")
+        .run(listeners, Shutdown::new())
+        .await
+        .expect_err("no location topic");
+    let text = format!("{err:#}");
+    assert!(text.contains(&format!("topic {topic}")), "{text}");
+    assert!(text.contains("nearby-admin topics create"), "{text}");
+    assert!(text.contains("NEARBY_STARTUP_TIMEOUT"), "{text}");
+    // It waited (the topic might have been on its way), but not much past the timeout.
+    let waited = began.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+
+    let config = SinkConfig::parse_from(args("nearby-history-sink", &prefix, &timeout));
+    let err = HistorySink::build(config)
+        .await
+        .expect_err("no location topic");
+    let text = format!("{err:#}");
+    assert!(text.contains(&format!("topic {topic}")), "{text}");
+    assert!(text.contains("nearby-admin topics create"), "{text}");
+}
