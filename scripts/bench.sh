@@ -44,7 +44,9 @@ trap stop EXIT INT TERM
 
 if ready; then
     echo "--- bench.sh: measuring the system already running"
-    cargo build --release --locked -p nearby-loadgen
+    # The same build as run.sh's (every binary of the workspace at once): building one package
+    # alone unifies features differently and rebuilds shared dependencies.
+    cargo build --release --locked --bins
 else
     logs=${NEARBY_STACK_DIR:-$root/.stack}/logs
     mkdir -p "$logs"

@@ -23,7 +23,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::sink::SinkStatus;
+use crate::status::SinkStatus;
 
 /// How often librdkafka emits its statistics, which carry each partition's lag (its
 /// granularity is one second).

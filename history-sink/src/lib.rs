@@ -6,6 +6,7 @@
 //!   commit only once every record before it is in the table;
 //! - [`HistorySink`]: the consumer loop — bounded concurrent writes, retries with backoff while
 //!   the CQL store is down, poison records logged, counted and skipped;
+//! - [`SinkStatus`]: its counters, readiness and metrics on the admin port;
 //! - [`group`]: the consumer group's side — partitions held, readiness, the commit of revoked
 //!   partitions, per-partition lag.
 
@@ -13,7 +14,10 @@ pub mod config;
 pub mod group;
 pub mod progress;
 pub mod sink;
+pub mod status;
+mod writer;
 
 pub use config::SinkConfig;
 pub use progress::Progress;
-pub use sink::{HistorySink, SinkStatus};
+pub use sink::HistorySink;
+pub use status::SinkStatus;
