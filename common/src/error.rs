@@ -125,6 +125,10 @@ pub enum Error {
     /// A blocking call run off the runtime's workers panicked or was cancelled.
     #[error("blocking task failed: {0}")]
     Blocking(String),
+    /// A reading of /proc failed, or not exactly one process runs the program asked for
+    /// ([`crate::procfs`]); the message says which file or program.
+    #[error("{0}")]
+    Proc(String),
 }
 
 impl Error {

@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod lag;
 pub mod metrics;
 pub mod partition;
+pub mod procfs;
 pub mod redis_store;
 pub mod shutdown;
 pub mod stack;

@@ -1,9 +1,11 @@
 //! Prometheus metrics: each process keeps one registry of its counters and gauges and serves it
 //! as Prometheus text (format 0.0.4) on its admin port's `/metrics`.
 
-pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::collector::Collector;
+pub use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+pub use prometheus_client::metrics::counter::{ConstCounter, Counter};
 pub use prometheus_client::metrics::family::Family;
-pub use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 pub use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of [`render`]'s output.
@@ -33,21 +35,13 @@ impl Snapshot {
 
     /// Adds a counter (its name gets `_total`).
     pub fn counter(mut self, name: &str, help: &str, value: u64) -> Self {
-        self.0.register(
-            name,
-            help,
-            prometheus_client::metrics::counter::ConstCounter::new(value),
-        );
+        self.0.register(name, help, ConstCounter::new(value));
         self
     }
 
     /// Adds a gauge.
     pub fn gauge(mut self, name: &str, help: &str, value: i64) -> Self {
-        self.0.register(
-            name,
-            help,
-            prometheus_client::metrics::gauge::ConstGauge::new(value),
-        );
+        self.0.register(name, help, ConstGauge::new(value));
         self
     }
 

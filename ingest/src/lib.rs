@@ -37,7 +37,7 @@ mod report;
 pub use config::IngestConfig;
 pub use error::{IngestError, Result};
 pub use ingest::{Accepted, Ingest, ReportOptions};
-pub use metrics::{MetricsSnapshot, RejectedCounts};
+pub use metrics::{IngestCollector, MetricsSnapshot, RejectedCounts};
 pub use rate_limit::{Limited, RateLimit, RateLimiter};
 pub use rejection::Rejection;
 pub use report::{MAX_ACCURACY_M, Report, ValidationLimits, now_ms};

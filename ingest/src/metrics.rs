@@ -1,7 +1,12 @@
-//! Ingest's counters, kept in atomics and read as a [`MetricsSnapshot`] (the `/metrics`
-//! endpoint renders it later). Labels are low-cardinality: a rejection code, never a user.
+//! Ingest's counters, kept in atomics and read as a [`MetricsSnapshot`], and served on the
+//! gateway's `/metrics` through its registry by [`IngestCollector`] (read at each scrape).
+//! Labels are low-cardinality: a kind or a rejection code, never a user.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use nearby_common::metrics::{
+    Collector, ConstCounter, ConstGauge, DescriptorEncoder, EncodeMetric,
+};
 
 use crate::rejection::{REJECTION_CODES, Rejection};
 
@@ -117,6 +122,90 @@ impl RejectedCounts {
     /// All rejections together.
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
+    }
+}
+
+/// Serves [`crate::Ingest::metrics`] in a Prometheus registry: each scrape reads the counters
+/// once, as `ingest_events_total{kind}`, `ingest_rejected_total{code}`,
+/// `ingest_queue_full_total`, `ingest_produce_errors_total{retryable}`,
+/// `ingest_rate_limit_tracked_users` and `ingest_rate_limit_evictions_total` (under the
+/// registry's prefix).
+#[derive(Debug)]
+pub struct IngestCollector(pub crate::Ingest);
+
+impl Collector for IngestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = self.0.metrics();
+        let counters = |encoder: &mut DescriptorEncoder,
+                        name: &str,
+                        help: &str,
+                        label: &str,
+                        values: &[(&str, u64)]|
+         -> Result<(), std::fmt::Error> {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for (value, n) in values {
+                let labels = [(label, *value)];
+                ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+            }
+            Ok(())
+        };
+        counters(
+            &mut encoder,
+            "ingest_events",
+            "Events acked by Kafka, by kind",
+            "kind",
+            &[
+                ("position", m.accepted),
+                ("connected", m.connected),
+                ("disconnected", m.disconnected),
+            ],
+        )?;
+        let rejected: Vec<(&str, u64)> = m.rejected.iter().collect();
+        counters(
+            &mut encoder,
+            "ingest_rejected",
+            "Reports refused before Kafka, by error code",
+            "code",
+            &rejected,
+        )?;
+        counters(
+            &mut encoder,
+            "ingest_produce_errors",
+            "Events Kafka did not ack, by whether the error may pass",
+            "retryable",
+            &[
+                ("true", m.produce_errors_retryable),
+                ("false", m.produce_errors_fatal),
+            ],
+        )?;
+        let queue_full = ConstCounter::new(m.queue_full);
+        queue_full.encode(encoder.encode_descriptor(
+            "ingest_queue_full",
+            "Events that gave up waiting for room in the producer queue",
+            None,
+            queue_full.metric_type(),
+        )?)?;
+        let evictions = ConstCounter::new(m.rate_limit_evictions);
+        evictions.encode(encoder.encode_descriptor(
+            "ingest_rate_limit_evictions",
+            "Rate-limit buckets dropped before idle because the table was full",
+            None,
+            evictions.metric_type(),
+        )?)?;
+        let tracked =
+            ConstGauge::new(i64::try_from(m.rate_limit_tracked_users).unwrap_or(i64::MAX));
+        tracked.encode(encoder.encode_descriptor(
+            "ingest_rate_limit_tracked_users",
+            "Users whose rate-limit bucket is in memory",
+            None,
+            tracked.metric_type(),
+        )?)?;
+        Ok(())
     }
 }
 

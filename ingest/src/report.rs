@@ -3,7 +3,7 @@
 //! a sane accuracy. Checking is pure (the server time is an argument), so every boundary is
 //! testable exactly.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -94,13 +94,8 @@ fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The server's wall-clock time, Unix epoch milliseconds.
-pub fn now_ms() -> i64 {
-    // A clock before 1970 is a broken host; 0 keeps the arithmetic sane rather than panicking.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, duration_ms)
-}
+/// The server's wall-clock time, Unix epoch milliseconds (the workspace's one clock).
+pub use nearby_common::clock::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,7 @@ use futures::StreamExt;
 use rand::Rng;
 use serde::Serialize;
 
-use crate::procfs::cpu_secs;
+use nearby_common::procfs::cpu_secs;
 use crate::sim::{City, CityConfig};
 
 /// What the baseline run does.
@@ -134,19 +134,12 @@ impl Percentiles {
     }
 }
 
-/// Wall clock, epoch µs.
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 /// The process id of the `redis-server` listening on `port`. Found by `comm` and the address
 /// in its command line: Redis rewrites its title to `redis-server ADDR:PORT`, so
-/// [`crate::procfs::pids_named`]'s `argv[0]` check does not match it.
+/// [`nearby_common::procfs::pids_named`]'s `argv[0]` check does not match it.
 fn find_redis(port: u16) -> Option<u32> {
     let want = format!(":{port}");
-    crate::procfs::processes()
+    nearby_common::procfs::processes()
         .into_iter()
         .find(|(_, comm, cmdline)| comm == "redis-server" && cmdline.contains(&want))
         .map(|(pid, _, _)| pid)
@@ -369,14 +362,14 @@ async fn subscribe_and_filter(
         let (Some(Ok(lat)), Some(Ok(lon)), Some(Ok(sent))) = (
             parts.next().map(str::parse::<f64>),
             parts.next().map(str::parse::<f64>),
-            parts.next().map(str::parse::<u64>),
+            parts.next().map(str::parse::<i64>),
         ) else {
             continue;
         };
         let Some(local) = locals[server].get(&sender) else {
             continue;
         };
-        let now = now_us();
+        let now = nearby_common::clock::now_us();
         for &user in local {
             let (ulat, ulon) = positions.get(user as usize);
             let distance_m = nearby_common::geo::haversine_m(lat, lon, ulat, ulon);
@@ -442,7 +435,7 @@ async fn publish(
             due[i] = t + (interval + jitter).max(1.0);
             pipe.publish(
                 format!("{prefix}{i}"),
-                format!("{},{},{}", at.0, at.1, now_us()),
+                format!("{},{},{}", at.0, at.1, nearby_common::clock::now_us()),
             )
             .ignore();
             count += 1;

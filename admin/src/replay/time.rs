@@ -1,14 +1,9 @@
 //! The times a replay accepts: RFC 3339 (`2026-11-25T08:00:00Z`, `...+01:00`), Unix epoch
 //! milliseconds (`1764057600000`), or relative to now (`now`, `now-2h`, `now - 1h 30m`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-/// Epoch ms by the system clock.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use nearby_common::clock::now_ms;
 
 /// Parses a time given on the command line, against the clock now (a `clap` value parser).
 pub fn parse(s: &str) -> Result<i64, String> {

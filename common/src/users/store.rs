@@ -1,7 +1,7 @@
 //! `UserStore`: prepared statements over the user store's tables, and the friendship state
 //! machine (ask, accept, unfriend/withdraw/decline) on top of lightweight transactions.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::clock::now_ms;
 
 use futures::TryStreamExt;
 use scylla::client::session::Session;
@@ -134,12 +134,6 @@ pub struct UserStore {
     delete_edge: PreparedStatement,
     list_edges: PreparedStatement,
     count_edges: PreparedStatement,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn cql(e: scylla::errors::ExecutionError) -> Error {
