@@ -21,10 +21,14 @@
 
 pub mod checkpoints;
 pub mod config;
+mod events;
 pub mod graph;
 pub mod ownership;
 pub mod producer;
 pub mod run;
+mod status;
+mod table;
+mod takeover;
 
 pub use config::FanoutServiceConfig;
 pub use run::{FanoutService, Status};
