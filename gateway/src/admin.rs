@@ -12,7 +12,7 @@ use axum::routing::post;
 use nearby_common::admin::AdminView;
 use serde::Deserialize;
 
-use crate::Gateway;
+use crate::state::Gateway;
 
 /// `/healthz` (the process answers), `/readyz` (it should get traffic), `/metrics`, and
 /// `POST /drain` (take it out of service).

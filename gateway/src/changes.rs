@@ -19,8 +19,13 @@ pub async fn announce_pair(
     actor: UserId,
     other: UserId,
 ) -> nearby_common::Result<()> {
-    log.publish(&pair_events(kind, actor, other, nearby_ingest::now_ms()))
-        .await
+    log.publish(&pair_events(
+        kind,
+        actor,
+        other,
+        nearby_common::clock::now_ms(),
+    ))
+    .await
 }
 
 /// Announces a change about `user` alone (sharing, profile), after it is stored.
@@ -29,7 +34,7 @@ pub async fn announce(
     kind: FriendshipKind,
     user: UserId,
 ) -> nearby_common::Result<()> {
-    log.publish(&[solo_event(kind, user, nearby_ingest::now_ms())])
+    log.publish(&[solo_event(kind, user, nearby_common::clock::now_ms())])
         .await
 }
 

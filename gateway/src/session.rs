@@ -8,16 +8,17 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
 use nearby_common::UserId;
-use nearby_ingest::{IngestError, Rejection, Report, now_ms};
+use nearby_common::clock::now_ms;
+use nearby_ingest::{IngestError, Rejection, Report};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, instrument, warn};
 
-use crate::Gateway;
 use crate::nearby::Cursor;
 use crate::outbox::Outbox;
 use crate::protocol::{ClientFrame, ServerFrame, close, codes};
 use crate::registry::Connection;
+use crate::state::Gateway;
 
 /// A token bucket over all frames of one connection.
 #[derive(Debug)]

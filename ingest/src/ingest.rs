@@ -15,7 +15,9 @@ use crate::metrics::{EventKind, Metrics, MetricsSnapshot};
 use crate::producer::LocationProducer;
 use crate::rate_limit::RateLimiter;
 use crate::rejection::Rejection;
-use crate::report::{Report, ValidationLimits, now_ms};
+use nearby_common::clock::now_ms;
+
+use crate::report::{Report, ValidationLimits};
 
 /// A record the broker acked: it is durable (`acks=all`) at this position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

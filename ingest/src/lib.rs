@@ -40,4 +40,4 @@ pub use ingest::{Accepted, Ingest, ReportOptions};
 pub use metrics::{IngestCollector, MetricsSnapshot, RejectedCounts};
 pub use rate_limit::{Limited, RateLimit, RateLimiter};
 pub use rejection::Rejection;
-pub use report::{MAX_ACCURACY_M, Report, ValidationLimits, now_ms};
+pub use report::{MAX_ACCURACY_M, Report, ValidationLimits};

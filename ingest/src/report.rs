@@ -94,9 +94,6 @@ fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The server's wall-clock time, Unix epoch milliseconds (the workspace's one clock).
-pub use nearby_common::clock::now_ms;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,15 +211,5 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(r.accuracy_m, Some(12.5));
-    }
-
-    #[test]
-    fn server_clock_is_epoch_milliseconds() {
-        // After 2025-01-01 and before 2100: catches seconds or nanoseconds by mistake.
-        let now = now_ms();
-        assert!(
-            (1_735_689_600_000..4_102_444_800_000).contains(&now),
-            "{now}"
-        );
     }
 }

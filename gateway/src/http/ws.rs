@@ -1,0 +1,61 @@
+//! `GET /v1/ws`: the WebSocket upgrade, refused when the gateway is full or draining; the
+//! session itself is [`crate::session`].
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::{ApiError, Caller, ErrorBody};
+use crate::state::Gateway;
+
+/// `GET /v1/ws`: upgrades to the socket once the token checks out.
+///
+/// The socket's frames are described by the AsyncAPI document at `/v1/asyncapi.yaml`.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "socket",
+    summary = "Open the WebSocket",
+    description = "A WebSocket upgrade (HTTP/1.1 `Upgrade: websocket`). The token goes in the \
+        `Authorization` header or, for browsers, in `?access_token=`. The frames spoken on the \
+        socket are described by the AsyncAPI document at `/v1/asyncapi.yaml`.",
+    responses(
+        (status = 101, description = "Switching protocols: the socket is open"),
+        (status = 400, description = "Not a valid WebSocket upgrade request (plain text body)", body = String, content_type = "text/plain"),
+        (status = 401, description = "`unauthorized`: no token, a bad signature or an expired token", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded (plain text body)", body = String, content_type = "text/plain"),
+        (status = 503, description = "`full` (this gateway holds all the connections it can), `draining` (it is shutting down) or `unavailable` (a store did not answer): connect again, with backoff", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("access_token" = [])),
+)]
+pub async fn ws(
+    State(gw): State<Arc<Gateway>>,
+    Caller(user): Caller,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let Ok(permit) = gw.connections.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "full",
+            "this gateway holds all the connections it can: try again",
+        ));
+    };
+    if gw.shutdown.is_cancelled() || gw.drain.is_started() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this gateway is draining: connect again (to another gateway)",
+        ));
+    }
+    let cfg = &gw.config;
+    let upgrade = upgrade
+        .read_buffer_size(cfg.ws_read_buffer)
+        .write_buffer_size(cfg.ws_write_buffer)
+        .max_write_buffer_size(cfg.ws_write_buffer.max(cfg.hard_frame_bytes) * 2)
+        .max_message_size(cfg.hard_frame_bytes)
+        .max_frame_size(cfg.hard_frame_bytes);
+    Ok(upgrade.on_upgrade(move |socket| crate::session::run(gw, socket, user, permit)))
+}

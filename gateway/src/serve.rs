@@ -1,0 +1,179 @@
+//! Serving: [`Gateway::run`] serves the client and admin ports and consumes the delivery topic
+//! until its [`Shutdown`] asks it to stop. An orderly stop drains first (every client gets
+//! `reconnect`, spread over the drain window), a second ask stops at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use nearby_common::shutdown::Shutdown;
+use nearby_common::stage::Listeners;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::state::Gateway;
+use crate::{admin, changes, deliveries, protocol};
+
+impl Gateway {
+    /// Serves clients on the client listener and operators on the admin one, and consumes the
+    /// delivery topic, until `shutdown` asks for a stop (an orderly stop drains first); then
+    /// closes every socket and waits (bounded) for the records in flight.
+    pub async fn run(
+        self: Arc<Self>,
+        listeners: Listeners,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
+        let listener = listeners
+            .client
+            .context("the gateway needs a client listener")?;
+        run(self, listener, listeners.admin, shutdown).await
+    }
+}
+
+async fn run(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let stack = &gw.config.stack;
+    let startup = stack.startup();
+    let topic = stack.topics()?.deliveries(&gw.config.gateway_id)?;
+    let follow_task = tokio::spawn(follow_shutdown(gw.clone(), shutdown));
+    // The consumer starts from the topic's current end, fixed before it is assigned: from here
+    // on no delivery for this gateway is missed, so it is ready.
+    let consumer = startup
+        .retry(&format!("the end offset of topic {topic}"), || async {
+            deliveries::consumer(
+                &stack.kafka_brokers,
+                &gw.config.gateway_id,
+                &topic,
+                gw.metrics.delivery_stats.clone(),
+            )
+        })
+        .await?;
+    // Likewise for change notices: from here on no cached entry outlives its change.
+    let change_reader = nearby_common::friendship::tail_reader_ready(
+        &startup,
+        &stack.kafka_brokers,
+        &format!("nearby-gateway-{}", gw.config.gateway_id),
+        &stack.topics()?.friendship_events(),
+    )
+    .await
+    .context("reading the friendship events topic")?;
+    gw.deliveries_ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    let change_task = tokio::spawn(changes::run(
+        change_reader,
+        gw.users.clone(),
+        gw.shutdown.clone(),
+    ));
+    let delivery_task = tokio::spawn(deliveries::run(
+        consumer,
+        gw.registry.clone(),
+        gw.metrics.clone(),
+        gw.users.clone(),
+        gw.shutdown.clone(),
+    ));
+
+    let drain_task = tokio::spawn(stop_when_drained(gw.clone()));
+
+    info!(addr = %listener.local_addr()?, admin = %admin_listener.local_addr()?, gateway = %gw.config.gateway_id, "gateway listening");
+    let shutdown = gw.shutdown.clone();
+    // TCP_NODELAY on every client socket: a frame is a whole message for a screen, and Nagle's
+    // algorithm would hold a second frame behind the first until the phone's (delayed) ACK,
+    // up to 40 ms later.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
+    let client = axum::serve(listener, gw.router())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let admin = axum::serve(admin_listener, admin::router(gw.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let (client, admin) = tokio::join!(client.into_future(), admin.into_future());
+    client?;
+    admin?;
+    let _ = delivery_task.await;
+    let _ = change_task.await;
+    let _ = drain_task.await;
+    let _ = follow_task.await;
+    // Sessions end on the same token and record their disconnects; give them a bounded moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !gw.registry.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.ingest.flush(Duration::from_secs(5)).await?;
+    info!("gateway stopped");
+    Ok(())
+}
+
+/// Once a drain starts: queues `reconnect` on every socket in turn over the window, then stops
+/// the gateway (cancels its shutdown token) when every session has ended, or at the drain's
+/// deadline.
+async fn stop_when_drained(gw: Arc<Gateway>) {
+    tokio::select! {
+        () = gw.shutdown.cancelled() => return,
+        () = gw.drain.started() => {}
+    }
+    // Two passes: the second reaches sockets whose upgrade was under way at the first.
+    let mut told = std::collections::HashSet::new();
+    for _ in 0..2 {
+        let conns: Vec<_> = gw
+            .registry
+            .all()
+            .into_iter()
+            .filter(|c| !told.contains(&c.session_id))
+            .collect();
+        let n = conns.len();
+        for (i, conn) in conns.into_iter().enumerate() {
+            tokio::select! {
+                () = gw.shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(gw.drain.turn(i, n)) => {}
+            }
+            let frame = protocol::ServerFrame::Reconnect {
+                reason: "draining",
+                after_ms: None,
+            };
+            if conn.outbox.push(frame) {
+                gw.metrics.reconnects_sent.inc();
+            }
+            told.insert(conn.session_id.clone());
+        }
+    }
+    let deadline = gw
+        .drain
+        .deadline()
+        .unwrap_or_else(tokio::time::Instant::now);
+    // Sessions end in their own tasks; a permit is held from the upgrade until the session's
+    // disconnect is recorded, so "all permits back" means no socket is left, including one
+    // still being set up when the drain began. Looking every 50 ms is cheap and bounded.
+    loop {
+        let open = gw.config.max_connections - gw.connections.available_permits();
+        if open == 0 || tokio::time::Instant::now() >= deadline {
+            info!(open, "drain finished: stopping");
+            break;
+        }
+        tokio::select! {
+            () = gw.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    gw.shutdown.cancel();
+}
+
+/// Turns the stage's [`Shutdown`] into the gateway's own stop: an orderly stop drains (every
+/// client gets `reconnect` over the window, then the gateway stops by itself); a stop at once
+/// cancels the gateway's token.
+async fn follow_shutdown(gw: Arc<Gateway>, shutdown: Shutdown) {
+    tokio::select! {
+        () = shutdown.graceful().cancelled() => { gw.drain.start(None); }
+        () = gw.shutdown.cancelled() => return,
+    }
+    tokio::select! {
+        () = shutdown.now().cancelled() => gw.shutdown.cancel(),
+        () = gw.shutdown.cancelled() => {}
+    }
+}
