@@ -23,7 +23,7 @@ mkdir -p "$logs"
 
 curl -fsS http://127.0.0.1:9080/readyz >/dev/null ||
     { echo "bench-connections.sh: start scripts/run.sh first (no gateway on 9080)" >&2; exit 1; }
-cargo build --release --locked -p nearby-gateway --bin nearby-gateway --example measure
+cargo build --release --locked -p nearby-gateway --bin nearby-gateway -p nearby-loadgen --example measure
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "--- open-file limit here: $(ulimit -n)"
 

@@ -4,16 +4,15 @@
 //! not Avro, and commits its own group's offsets. Fails (never skips) when the Python packages
 //! are missing: `scripts/test.sh` installs them.
 
-#[allow(dead_code)]
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use nearby_schemas::{Connected, Disconnected, LocationBody, LocationEvent, PositionReport};
+use nearby_testkit::records::{produce, produce_events};
+use nearby_testkit::topics::{create_topic, delete_topic};
+use nearby_testkit::{brokers, now_ms, topic_prefix};
 use serde_json::Value;
-use support::*;
 
 fn example(prefix: &str, group: &str, args: &[&str]) -> Output {
     let script =
@@ -50,7 +49,7 @@ fn body_json(body: &LocationBody) -> Value {
 
 #[tokio::test]
 async fn the_python_example_decodes_exactly_the_events_produced() {
-    let prefix = unique_prefix();
+    let prefix = topic_prefix();
     let topic = format!("{prefix}.location-updates");
     let group = format!("{prefix}.analytics");
     create_topic(&topic, 3).await;

@@ -1,24 +1,25 @@
 //! `nearby-admin lag` against the real stack: per partition, the group's committed offset, the
 //! end and the lag, and the total; a group that never committed lags by the whole log.
 
-#[allow(dead_code)]
-mod support;
-
 use std::time::Duration;
 
+use nearby_testkit::events::gateway_position;
+use nearby_testkit::process::{admin, stdout};
+use nearby_testkit::records::produce_events;
+use nearby_testkit::topics::{create_topic, delete_topic};
+use nearby_testkit::{brokers, now_ms, topic_prefix};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::*;
 
 #[tokio::test]
 async fn lag_prints_each_partitions_committed_offset_end_and_lag() {
-    let prefix = unique_prefix();
+    let prefix = topic_prefix();
     let topic = format!("{prefix}.location-updates");
     let (group, idle) = (format!("{prefix}.group"), format!("{prefix}.idle"));
     create_topic(&topic, 2).await;
     let t = now_ms();
     let events: Vec<_> = (0..10)
-        .map(|i| (position(1 + i % 4, t + i, 1.0, 2.0), t + i))
+        .map(|i| (gateway_position(1 + i % 4, t + i, 1.0, 2.0), t + i))
         .collect();
     let at = produce_events(&topic, &events).await;
     let end = |p: i32| at.iter().filter(|(q, _)| *q == p).count() as i64;

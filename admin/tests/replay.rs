@@ -3,18 +3,19 @@
 //! with an active member; `replay cache` restores every active user's newest position (and no
 //! inactive one) after the test's own cache keys are deleted.
 
-#[allow(dead_code)]
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use nearby_admin::replay::time;
 use nearby_common::redis_store::{LatestLocation, LocationCache};
 use nearby_schemas::{Connected, Disconnected, LocationBody, LocationEvent};
+use nearby_testkit::events::gateway_position;
+use nearby_testkit::process::{admin, stdout};
+use nearby_testkit::records::{produce, produce_events};
+use nearby_testkit::topics::{create_topic, delete_topic};
+use nearby_testkit::{brokers, now_ms, redis_url, topic_prefix};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::*;
 
 const PARTITIONS: i32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,7 +53,7 @@ fn committed(group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
 
 #[tokio::test]
 async fn replay_group_plans_commits_offsets_for_times_and_refuses_a_live_group() {
-    let prefix = unique_prefix();
+    let prefix = topic_prefix();
     let topic = format!("{prefix}.location-updates");
     let group = format!("{prefix}.group");
     create_topic(&topic, PARTITIONS).await;
@@ -62,7 +63,7 @@ async fn replay_group_plans_commits_offsets_for_times_and_refuses_a_live_group()
     let events: Vec<(LocationEvent, i64)> = (0..30)
         .map(|i| {
             let ts = base + i * 60_000;
-            (position(1 + i % 6, ts, 37.0, -122.0), ts)
+            (gateway_position(1 + i % 6, ts, 37.0, -122.0), ts)
         })
         .collect();
     let landed = produce_events(&topic, &events).await;
@@ -251,7 +252,7 @@ fn a_bad_time_or_a_missing_topic_is_refused_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("RFC 3339"), "{err}");
 
-    let out = admin(&unique_prefix(), &["replay", "history", "--from", "now-1h"]);
+    let out = admin(&topic_prefix(), &["replay", "history", "--from", "now-1h"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not exist"), "{err}");
@@ -291,7 +292,7 @@ async fn delete_own_keys(conn: &mut redis::aio::ConnectionManager, prefix: &str)
 
 #[tokio::test]
 async fn replay_cache_restores_every_active_users_newest_position() {
-    let prefix = unique_prefix();
+    let prefix = topic_prefix();
     let topic = format!("{prefix}.location-updates");
     create_topic(&topic, 2).await;
     let now = now_ms();
@@ -317,28 +318,55 @@ async fn replay_cache_restores_every_active_users_newest_position() {
     };
     let events = vec![
         // 3: its only report is older than the TTL (first on its partition: not even read).
-        (position(3, now - 20 * min, 10.0, 10.0), now - 20 * min),
+        (
+            gateway_position(3, now - 20 * min, 10.0, 10.0),
+            now - 20 * min,
+        ),
         // 1: several reports; the newest by ts is not the last one on the topic.
-        (position(1, now - 5 * min, 37.70, -122.40), now - 5 * min),
-        (position(1, now - 2 * min, 37.72, -122.42), now - 2 * min),
-        (position(1, now - 3 * min, 37.71, -122.41), now - min),
+        (
+            gateway_position(1, now - 5 * min, 37.70, -122.40),
+            now - 5 * min,
+        ),
+        (
+            gateway_position(1, now - 2 * min, 37.72, -122.42),
+            now - 2 * min,
+        ),
+        (
+            gateway_position(1, now - 3 * min, 37.71, -122.41),
+            now - min,
+        ),
         // 2: a report, then a connect and a disconnect (nothing to cache).
         (connected(2, now - 4 * min), now - 4 * min),
-        (position(2, now - 4 * min, 40.0, -74.0), now - 4 * min),
+        (
+            gateway_position(2, now - 4 * min, 40.0, -74.0),
+            now - 4 * min,
+        ),
         (disconnected(2, now - min), now - min),
         // 4: an old report uploaded recently: read, but inactive by its ts.
-        (position(4, now - 15 * min, 11.0, 11.0), now - min),
+        (gateway_position(4, now - 15 * min, 11.0, 11.0), now - min),
         // 5: connected only.
         (connected(5, now - 2 * min), now - 2 * min),
         // 6..=12: one recent report each.
-        (position(6, now - 6 * min, 51.5, -0.1), now - 6 * min),
-        (position(7, now - 3 * min, 48.85, 2.35), now - 3 * min),
-        (position(8, now - 9 * min, -33.9, 151.2), now - 9 * min),
-        (position(9, now - min, 35.7, 139.7), now - min),
-        (position(10, now - 2 * min, 0.0, 0.0), now - 2 * min),
-        (position(11, now - 7 * min, -90.0, 180.0), now - 7 * min),
+        (
+            gateway_position(6, now - 6 * min, 51.5, -0.1),
+            now - 6 * min,
+        ),
+        (
+            gateway_position(7, now - 3 * min, 48.85, 2.35),
+            now - 3 * min,
+        ),
+        (
+            gateway_position(8, now - 9 * min, -33.9, 151.2),
+            now - 9 * min,
+        ),
+        (gateway_position(9, now - min, 35.7, 139.7), now - min),
+        (gateway_position(10, now - 2 * min, 0.0, 0.0), now - 2 * min),
+        (
+            gateway_position(11, now - 7 * min, -90.0, 180.0),
+            now - 7 * min,
+        ),
         // 12: out of range coordinates (never accepted by ingest; skipped like fanout does).
-        (position(12, now - min, 91.0, 0.0), now - min),
+        (gateway_position(12, now - min, 91.0, 0.0), now - min),
     ];
     produce_events(&topic, &events).await;
     // A record that is not a LocationEvent at all.

@@ -1,35 +1,15 @@
 //! `nearby-admin topics create` against the real broker: creates what is asked, repeats safely,
 //! and refuses a bad gateway id with a clear message.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use nearby_common::kafka;
-
-fn brokers() -> String {
-    std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-fn admin(prefix: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nearby-admin"))
-        .env("NEARBY_KAFKA_BROKERS", brokers())
-        .env("NEARBY_TOPIC_PREFIX", prefix)
-        .args(args)
-        .output()
-        .expect("nearby-admin runs")
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "nearby-admin failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).expect("utf-8")
-}
+use nearby_testkit::process::{admin, stdout};
+use nearby_testkit::{brokers, topic_prefix};
 
 #[tokio::test]
 async fn creates_topics_once_and_reports_them_on_repeat() {
-    let prefix = format!("test.{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let prefix = topic_prefix();
     let args = [
         "topics",
         "create",

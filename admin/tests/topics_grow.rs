@@ -2,11 +2,10 @@
 //! changes nothing, with `--yes` the location topic has the asked partitions, and a count that
 //! is not more than the current one (or a missing topic) is refused with a clear message.
 
-#[allow(dead_code)]
-mod support;
-
 use nearby_common::kafka;
-use support::*;
+use nearby_testkit::process::{admin, stdout};
+use nearby_testkit::topics::{create_topic, delete_topic};
+use nearby_testkit::{brokers, topic_prefix};
 
 /// The partition count the broker reports now, asked independently of the tool.
 async fn partitions(topic: &str) -> i32 {
@@ -23,7 +22,7 @@ fn stderr(out: &std::process::Output) -> String {
 
 #[tokio::test]
 async fn grow_prints_the_plan_then_adds_partitions_and_refuses_fewer() {
-    let prefix = unique_prefix();
+    let prefix = topic_prefix();
     let topic = format!("{prefix}.location-updates");
     create_topic(&topic, 3).await;
 
@@ -87,7 +86,7 @@ async fn grow_prints_the_plan_then_adds_partitions_and_refuses_fewer() {
 
 #[test]
 fn a_missing_topic_is_refused() {
-    let prefix = unique_prefix();
+    let prefix = topic_prefix();
     let out = admin(
         &prefix,
         &["topics", "grow", "--location-partitions", "6", "--yes"],

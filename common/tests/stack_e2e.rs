@@ -2,14 +2,13 @@
 //! clients would and keeps per-key order, the CQL store writes and reads, Redis expires keys.
 //! Every run uses its own topic, keyspace and keys.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nearby_common::kafka::{self, TopicSpec};
+use nearby_testkit::{brokers, cql_nodes, redis_url, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -52,8 +51,8 @@ fn java_partitions(keys: &[String], partitions: i32) -> Vec<i32> {
 
 #[tokio::test]
 async fn keyed_records_land_where_java_puts_them_and_keep_order_per_key() {
-    let brokers = support::kafka_brokers();
-    let topic = support::unique("test.keys.");
+    let brokers = brokers();
+    let topic = unique("test.keys.");
     let admin = kafka::admin_client(&brokers).expect("admin client");
     kafka::ensure_topics(
         &admin,
@@ -111,7 +110,7 @@ async fn keyed_records_land_where_java_puts_them_and_keep_order_per_key() {
     assert!(used.len() > 1, "300 random keys all on one partition");
 
     // Read everything back from the beginning of every partition.
-    let consumer: BaseConsumer = kafka::consumer_config(&brokers, &support::unique("test-group-"))
+    let consumer: BaseConsumer = kafka::consumer_config(&brokers, &unique("test-group-"))
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
@@ -161,10 +160,10 @@ async fn keyed_records_land_where_java_puts_them_and_keep_order_per_key() {
 
 #[tokio::test]
 async fn cql_table_is_created_written_and_read() {
-    let session = nearby_common::cql::connect(&support::cql_nodes())
+    let session = nearby_common::cql::connect(&cql_nodes())
         .await
         .expect("cql session");
-    let keyspace = support::unique("test_");
+    let keyspace = unique("test_");
     nearby_common::cql::create_keyspace(&session, &keyspace, 1)
         .await
         .expect("keyspace");
@@ -234,10 +233,10 @@ async fn cql_table_is_created_written_and_read() {
 
 #[tokio::test]
 async fn redis_key_set_with_ex_expires() {
-    let mut redis = nearby_common::redis_store::connect(&support::redis_url())
+    let mut redis = nearby_common::redis_store::connect(&redis_url())
         .await
         .expect("redis");
-    let key = support::unique("test:expiry:");
+    let key = unique("test:expiry:");
     let _: () = redis
         .set_ex(&key, "37.77,-122.42", 1)
         .await
@@ -264,10 +263,10 @@ async fn redis_key_set_with_ex_expires() {
 #[tokio::test]
 async fn latest_locations_are_cached_with_their_ttl_and_read_in_order() {
     use nearby_common::redis_store::{LatestLocation, LocationCache};
-    let mut conn = nearby_common::redis_store::connect(&support::redis_url())
+    let mut conn = nearby_common::redis_store::connect(&redis_url())
         .await
         .expect("redis");
-    let cache = LocationCache::new(&support::unique("test"), 600);
+    let cache = LocationCache::new(&unique("test"), 600);
     let a = LatestLocation {
         lat: 37.77,
         lon: -122.42,

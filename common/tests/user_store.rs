@@ -1,19 +1,18 @@
 //! The user store against the real CQL store: profiles on first sight, the friendship state
 //! machine from both sides, races between two people acting at once, and the friend cap.
 
-mod support;
-
 use futures::StreamExt;
 use nearby_common::users::{
     self, FriendState, MAX_FRIENDS, ProfileUpdate, RemoveOutcome, RequestOutcome, UserStore,
 };
 use nearby_common::{Error, UserId};
+use nearby_testkit::{cql_nodes, unique};
 
 async fn store() -> (UserStore, String) {
-    let session = nearby_common::cql::connect(&support::cql_nodes())
+    let session = nearby_common::cql::connect(&cql_nodes())
         .await
         .expect("cql session");
-    let keyspace = support::unique("test_users_");
+    let keyspace = unique("test_users_");
     users::create_schema(&session, &keyspace, 1)
         .await
         .expect("schema");
@@ -181,7 +180,7 @@ async fn a_full_friend_list_refuses_new_requests() {
         store.ensure_profile(u).await.expect("profile");
     }
     // Fill `full`'s list directly: 5,000 accepted entries.
-    let session = nearby_common::cql::connect(&support::cql_nodes())
+    let session = nearby_common::cql::connect(&cql_nodes())
         .await
         .expect("cql");
     let insert = session

@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use nearby_common::kafka::{self, TopicSpec};
+use nearby_common::procfs;
 use nearby_common::redis_store::LocationCache;
 use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
-use nearby_loadgen::procfs;
 use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
 use rand::Rng;
 use rdkafka::ClientContext;
@@ -138,7 +138,7 @@ async fn measure_and_clean(args: &Args) -> anyhow::Result<()> {
         friendship_topic: topics.friendship_events(),
         keyspace: format!("rebuild_{suffix}"),
         group: format!("rebuild-fanout-{suffix}"),
-        user_base: nearby_loadgen::net::user_base(),
+        user_base: nearby_testkit::names::user_base(),
         prefix,
     };
     let result = measure(args, &run).await;
@@ -291,12 +291,19 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
     let applied = status.events.load(Ordering::Relaxed);
     let poison = status.poison.load(Ordering::Relaxed);
     let graph_errors = status.graph_errors.load(Ordering::Relaxed);
-    let readyz = nearby_loadgen::net::http(admin_addr, "GET", "/readyz", None, "")
-        .await
-        .map_or_else(
-            |e| format!("unread: {e}"),
-            |(code, body)| format!("{code} {body}"),
-        );
+    let readyz = nearby_common::http::request(
+        admin_addr,
+        "GET",
+        "/readyz",
+        None,
+        "",
+        Duration::from_secs(30),
+    )
+    .await
+    .map_or_else(
+        |e| format!("unread: {e}"),
+        |(code, body)| format!("{code} {body}"),
+    );
 
     let stopping = Instant::now();
     shutdown.cancel();

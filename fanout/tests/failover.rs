@@ -8,7 +8,6 @@
 //! The test plays the gateway's part itself: it produces the location events (as ingest would,
 //! keyed by user) and reads the gateway's delivery topic.
 
-use nearby_loadgen::process::Process;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +18,9 @@ use nearby_common::partition::partition_of_user;
 use nearby_schemas::{
     Connected, DeliveryBatch, DeliveryPayload, LocationBody, LocationEvent, PositionReport,
 };
+use nearby_testkit::client::get;
+use nearby_testkit::process::Process;
+use nearby_testkit::{brokers, cql_nodes, now_ms, unique};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -31,30 +33,6 @@ const GATEWAY: &str = "gw-t";
 const TICK: Duration = Duration::from_millis(500);
 /// The group's session timeout given to the instances (the broker's minimum is 6 s).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
-
-fn brokers() -> String {
-    std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-fn cql_nodes() -> Vec<String> {
-    std::env::var("NEARBY_CQL_NODES")
-        .unwrap_or_else(|_| "127.0.0.1:9042".into())
-        .split(',')
-        .map(str::to_owned)
-        .collect()
-}
-
-fn unique(prefix: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{prefix}{}", &id[..12])
-}
-
-/// Epoch ms.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// A fanout process in `group` (killed if dropped, so a failing test leaves none behind).
 fn fanout(prefix: &str, keyspace: &str, group: &str, name: &str) -> Process {
@@ -70,13 +48,6 @@ fn fanout(prefix: &str, keyspace: &str, group: &str, name: &str) -> Process {
         &args,
         &format!("fanout-{name}"),
     )
-}
-
-/// A GET on `addr`: the status and the body (status 0 when nothing answers).
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    nearby_loadgen::net::http(addr, "GET", path, None, "")
-        .await
-        .unwrap_or((0, String::new()))
 }
 
 /// What the delivery reader saw.

@@ -2,12 +2,11 @@
 //! appears at once, an unfriended one or one who stops sharing leaves at once, with the right
 //! reason, and nothing of theirs follows.
 
-mod support;
-
 use nearby_common::friendship::{pair_events, solo_event};
 use nearby_fanout::{Effects, Fanout, FanoutConfig, InMemoryFriendGraph};
 use nearby_schemas::{FriendLeft, FriendshipKind, LeftReason, LocationEvent};
-use support::*;
+use nearby_testkit::events::*;
+use nearby_testkit::fanout::*;
 
 const ANA: i64 = 1;
 const BEN: i64 = 2;

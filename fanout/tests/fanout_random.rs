@@ -1,17 +1,16 @@
 //! Random users, friendships, friendship and sharing changes, moves, connects, disconnects and
 //! sweeps, checked after every step against a brute-force reference that compares all pairs with the haversine distance.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use nearby_common::friendship::{pair_events, solo_event};
 use nearby_common::geo::{NEARBY_RADIUS_M, haversine_m};
 use nearby_fanout::{Effects, Fanout, FanoutConfig, FriendGraph, InMemoryFriendGraph};
 use nearby_schemas::{DeliveryPayload, FriendshipEvent, FriendshipKind, LeftReason, LocationEvent};
+use nearby_testkit::events::*;
+use nearby_testkit::fanout::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use support::*;
 
 const USERS: i64 = 40;
 const GATEWAYS: [&str; 3] = ["gw-1", "gw-2", "gw-3"];

@@ -1,12 +1,11 @@
 //! The product rules, as the people involved would see them: who gets which friend entry or
 //! `friend_left`, at which gateway, with which distance and time.
 
-mod support;
-
 use nearby_common::geo::haversine_m;
 use nearby_fanout::{Applied, Effects, Fanout, FanoutConfig, InMemoryFriendGraph};
 use nearby_schemas::{FriendLeft, LeftReason, LocationEvent};
-use support::*;
+use nearby_testkit::events::*;
+use nearby_testkit::fanout::*;
 
 const ANA: i64 = 1;
 const BEN: i64 = 2;

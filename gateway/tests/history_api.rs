@@ -2,16 +2,14 @@
 //! by item, exactly the accepted ones on the location topic, limits, an older position never
 //! replacing a newer one in fanout) and the history reads (own rows only, ranges, paging).
 
-mod pipeline;
-mod support;
-
 use std::time::Duration;
 
 use nearby_common::history::HistoryRow;
 use nearby_schemas::LocationBody;
-use pipeline::*;
+use nearby_testkit::pipeline::*;
+use nearby_testkit::records::topic_records;
+use nearby_testkit::{TestGateway, http_raw, now_ms, token, user};
 use serde_json::{Value, json};
-use support::{TestGateway, http_raw, now_ms, token, user};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;

@@ -3,15 +3,13 @@
 //! answers valid calls with a status it documents and a body that fits the documented schema,
 //! the documented operations are exactly the router's, and `/v1/asyncapi.yaml` is AsyncAPI 3.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::Command;
 
 use futures::{SinkExt, StreamExt};
+use nearby_testkit::{RawResponse, TestGateway, http_raw, now_ms, token, unique, user};
 use serde_json::{Value, json};
-use support::{RawResponse, TestGateway, http_raw, token, user};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -43,7 +41,7 @@ struct TempFile(std::path::PathBuf);
 
 impl TempFile {
     fn new(suffix: &str, text: &str) -> Self {
-        let path = std::env::temp_dir().join(support::unique("nearby-spec-") + suffix);
+        let path = std::env::temp_dir().join(unique("nearby-spec-") + suffix);
         std::fs::File::create(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .expect("temp file");
@@ -64,7 +62,7 @@ impl Drop for TempFile {
 /// The operations (`METHOD /path`) that `Gateway::router` routes, read from its source: a new
 /// route that is not documented fails the comparison below.
 fn routed_operations() -> BTreeSet<String> {
-    let src = include_str!("../src/lib.rs");
+    let src = include_str!("../src/http/mod.rs");
     let start = src.find("pub fn router(").expect("Gateway::router");
     let body = &src[start..];
     let body = &body[..body.find("\n    }\n").expect("router ends")];
@@ -338,8 +336,8 @@ async fn the_served_specs_are_valid_and_every_documented_call_answers_as_documen
         call("GET", "/v1/me/nearby".into(), Some(ta.clone()), None).await,
     ));
     let upload = json!({"locations": [
-        {"lat": 37.77, "lon": -122.42, "ts": support::now_ms() - 60_000, "accuracy_m": 8.0},
-        {"lat": 37.78, "lon": -122.41, "ts": support::now_ms()},
+        {"lat": 37.77, "lon": -122.42, "ts": now_ms() - 60_000, "accuracy_m": 8.0},
+        {"lat": 37.78, "lon": -122.41, "ts": now_ms()},
     ]});
     answers.push((
         "POST /v1/me/locations".into(),

@@ -2,14 +2,12 @@
 //! `reconnect` to each client, its reports still taken until it closes, then exit 0); a second
 //! signal stops at once (sockets closed with 1001, exit 0).
 
-mod support;
-
 use std::time::Duration;
 
 use futures::StreamExt;
+use nearby_testkit::process::{Process, System};
+use nearby_testkit::{Client, http, token, user};
 use serde_json::json;
-use support::process::{Process, System};
-use support::{http, user};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A gateway process whose drain takes 1 s and gives clients `grace` to close.
@@ -22,12 +20,8 @@ async fn gateway(grace: &str) -> (Process, std::net::SocketAddr) {
 }
 
 /// A client of the gateway at `addr` that has reported and has its first page.
-async fn reporting_client(addr: std::net::SocketAddr) -> support::Client {
-    let url = format!("ws://{addr}/v1/ws?access_token={}", support::token(user()));
-    let (ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connects");
-    let mut client = support::Client { ws };
+async fn reporting_client(addr: std::net::SocketAddr) -> Client {
+    let mut client = Client::connect(addr, &token(user())).await;
     client.location(37.77, -122.42).await;
     client.next_of("nearby", 10).await.expect("first page");
     client

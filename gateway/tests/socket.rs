@@ -1,23 +1,21 @@
 //! The socket and HTTP API of one real gateway, in-process on port 0, against the real stack:
 //! authentication, bad input, floods, the first page and paging, and delivery routing.
 
-mod support;
-
 use std::time::Duration;
 
 use nearby_common::redis_store::{LatestLocation, LocationCache};
 use nearby_schemas::{Delivery, DeliveryPayload, FriendLocation, LocationBody, LocationEvent};
+use nearby_testkit::{SECRET, TestGateway, brokers, http, now_ms, redis_url, unique, user};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::json;
-use support::{TestGateway, brokers, user};
 
 /// Every record of `user` on the location topic, read from the start.
 fn location_records(prefix: &str, user: i64) -> Vec<LocationEvent> {
     let topic = format!("{prefix}.location-updates");
     let consumer: BaseConsumer =
-        nearby_common::kafka::consumer_config(&brokers(), &support::unique("test-read-"))
+        nearby_common::kafka::consumer_config(&brokers(), &unique("test-read-"))
             .create()
             .expect("consumer");
     let mut tpl = TopicPartitionList::new();
@@ -52,7 +50,7 @@ async fn no_forged_or_expired_token_gets_401() {
             Duration::from_secs(60),
         )),
         Some(nearby_common::auth::mint_claims_hs256(
-            support::SECRET.as_bytes(),
+            SECRET.as_bytes(),
             &nearby_common::auth::Claims {
                 sub: u.to_string(),
                 exp: 1_000,
@@ -70,7 +68,7 @@ async fn no_forged_or_expired_token_gets_401() {
             }
             other => panic!("expected 401, got {other:?}"),
         }
-        let (status, body) = support::http(gw.addr, "GET", "/v1/me", token.as_deref(), None).await;
+        let (status, body) = http(gw.addr, "GET", "/v1/me", token.as_deref(), None).await;
         assert_eq!(status, 401);
         assert_eq!(body["error"]["code"], "unauthorized");
     }
@@ -84,13 +82,32 @@ async fn bad_frames_get_errors_and_the_session_goes_on_and_nothing_is_produced()
     let mut c = gw.connect(u).await;
     let cases: Vec<(String, &str)> = vec![
         ("{not json".into(), "bad_frame"),
-        (json!({"type": "location", "lat": 91.0, "lon": 0.0, "ts": support::now_ms()}).to_string(), "invalid_coordinates"),
-        (r#"{"type":"location","lat":NaN,"lon":0,"ts":1}"#.into(), "bad_frame"),
-        (json!({"type": "location", "lat": "NaN", "lon": 0.0, "ts": support::now_ms()}).to_string(), "bad_frame"),
-        (json!({"type": "location", "lat": 1.0, "lon": 1.0, "ts": support::now_ms() + 3_600_000}).to_string(), "timestamp_in_future"),
+        (
+            json!({"type": "location", "lat": 91.0, "lon": 0.0, "ts": now_ms()}).to_string(),
+            "invalid_coordinates",
+        ),
+        (
+            r#"{"type":"location","lat":NaN,"lon":0,"ts":1}"#.into(),
+            "bad_frame",
+        ),
+        (
+            json!({"type": "location", "lat": "NaN", "lon": 0.0, "ts": now_ms()}).to_string(),
+            "bad_frame",
+        ),
+        (
+            json!({"type": "location", "lat": 1.0, "lon": 1.0, "ts": now_ms() + 3_600_000})
+                .to_string(),
+            "timestamp_in_future",
+        ),
         (json!({"type": "teleport"}).to_string(), "bad_frame"),
-        (json!({"type": "more", "cursor": "x"}).to_string(), "no_position"),
-        (format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(5_000)), "frame_too_large"),
+        (
+            json!({"type": "more", "cursor": "x"}).to_string(),
+            "no_position",
+        ),
+        (
+            format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(5_000)),
+            "frame_too_large",
+        ),
     ];
     for (frame, code) in &cases {
         c.send_text(frame).await;
@@ -185,12 +202,10 @@ async fn first_page_is_the_twenty_nearest_and_more_brings_the_rest() {
         "requested"
     );
     let cache = LocationCache::new(&gw.prefix, 600);
-    let mut redis = nearby_common::redis_store::connect(
-        &std::env::var("NEARBY_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
-    )
-    .await
-    .expect("redis");
-    let now = support::now_ms();
+    let mut redis = nearby_common::redis_store::connect(&redis_url())
+        .await
+        .expect("redis");
+    let now = now_ms();
     for (i, f) in friends.iter().take(25).enumerate() {
         let step = 0.0009 * (25 - i) as f64; // the last one is nearest
         cache
@@ -356,7 +371,7 @@ async fn a_batch_record_reaches_each_recipient_in_order_and_poison_is_skipped() 
     };
     let topic = format!("{}.deliveries.gw-a", gw.prefix);
     // A record no schema reads first: it is skipped, and the batch after it still arrives.
-    support::produce_values(
+    nearby_testkit::records::produce_values(
         &topic,
         &[
             b"\xc3\x01not avro".to_vec(),
@@ -485,7 +500,7 @@ async fn http_errors_have_the_right_status_and_shape() {
 #[tokio::test]
 async fn the_demo_page_is_served_without_a_token() {
     let gw = TestGateway::start(&[]).await;
-    let (status, body) = support::http(gw.addr, "GET", "/demo", None, None).await;
+    let (status, body) = http(gw.addr, "GET", "/demo", None, None).await;
     assert_eq!(status, 200);
     let html = body.as_str().expect("html text");
     assert!(html.contains("/v1/ws"), "the page opens the socket");

@@ -16,6 +16,7 @@ use clap::Parser;
 use nearby_common::history::{HistoryRow, HistoryStore};
 use nearby_history_sink::{HistorySink, SinkConfig};
 use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
+use nearby_testkit::{brokers, cql_nodes, now_ms, unique};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
@@ -33,13 +34,6 @@ struct Args {
     /// Partitions of the topic the sink reads.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -93,9 +87,8 @@ async fn baseline(nodes: &[String], rows: usize, concurrency: usize, t0: i64) ->
 #[allow(clippy::cast_precision_loss)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let brokers = std::env::var("NEARBY_KAFKA_BROKERS").unwrap_or("127.0.0.1:9092".into());
-    let nodes = vec![std::env::var("NEARBY_CQL_NODES").unwrap_or("127.0.0.1:9042".into())];
-    let t0 = nearby_ingest::now_ms() - 3_600_000;
+    let (brokers, nodes) = (brokers(), cql_nodes());
+    let t0 = now_ms() - 3_600_000;
 
     // The sink's input, produced up front so reading never waits for it.
     let prefix = unique("bench.");

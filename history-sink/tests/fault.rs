@@ -2,8 +2,6 @@
 //! SIGKILL three times and restarted, and Cassandra is stopped and started once; afterwards
 //! every accepted report is in `location_history` exactly once — none missing, none extra.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,7 +11,8 @@ use std::time::Duration;
 
 use nearby_common::history::HistoryStore;
 use nearby_ingest::{Ingest, IngestConfig, Report, ReportOptions, ValidationLimits};
-use support::{brokers, location_topic, nodes, unique};
+use nearby_testkit::topics::location_topic;
+use nearby_testkit::{brokers, cql_nodes, now_ms, unique};
 use tokio::sync::Mutex;
 
 const USERS: i64 = 100;
@@ -95,9 +94,9 @@ fn stack(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_report_is_kept_exactly_once_through_kills_and_a_cassandra_restart() {
-    let (brokers, nodes) = (brokers(), nodes());
+    let brokers = brokers();
     let (prefix, keyspace, group) = (unique("test."), unique("test_hist_"), unique("test-sink-"));
-    let topic = location_topic(&brokers, &prefix, 3).await;
+    let topic = location_topic(&prefix, 3).await;
     let log = std::env::temp_dir().join(format!("{group}.log"));
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -120,7 +119,7 @@ async fn every_report_is_kept_exactly_once_through_kills_and_a_cassandra_restart
                 limits: ValidationLimits::LIVE,
                 rate_limited: false,
             };
-            let t0 = nearby_ingest::now_ms() - 60_000;
+            let t0 = now_ms() - 60_000;
             let mut tick = tokio::time::interval(Duration::from_millis(10_000 / RATE));
             let mut group = 0usize;
             while !stop.load(Ordering::Acquire) || group * 10 < MIN_REPORTS {
@@ -185,7 +184,7 @@ async fn every_report_is_kept_exactly_once_through_kills_and_a_cassandra_restart
     let accepted = accepted.lock().await.clone();
 
     // Every accepted report, once: read each user's rows until they match, or time out.
-    let session = nearby_common::cql::connect(&[nodes]).await.unwrap();
+    let session = nearby_common::cql::connect(&cql_nodes()).await.unwrap();
     let store = HistoryStore::new(session, &keyspace).await.unwrap();
     let (from, to) = (
         accepted.keys().map(|k| k.1).min().unwrap(),

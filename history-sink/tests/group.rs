@@ -5,35 +5,22 @@
 //! without losing or adding a row. The binary exits 1 when its run fails (an instance fenced by
 //! another with its `--instance-id`), 0 after a stop.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::Parser;
 use nearby_common::history::HistoryStore;
-use nearby_history_sink::{HistorySink, SinkConfig, SinkStatus};
+use nearby_history_sink::SinkStatus;
 use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
+use nearby_testkit::topics::location_topic;
+use nearby_testkit::{TestSink, brokers, cql_nodes, now_ms, unique};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::{brokers, location_topic, nodes, unique};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-/// One sink instance running in-process.
-struct Instance {
-    status: Arc<SinkStatus>,
-    admin: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-}
 
 /// Names of one test's topic, keyspace and group.
 struct Names {
     brokers: String,
-    nodes: String,
     prefix: String,
     keyspace: String,
     group: String,
@@ -43,7 +30,6 @@ impl Names {
     fn new() -> Self {
         Self {
             brokers: brokers(),
-            nodes: nodes(),
             prefix: unique("test."),
             keyspace: unique("test_hist_"),
             group: unique("test-sink-"),
@@ -54,30 +40,10 @@ impl Names {
         format!("{}.location-updates", self.prefix)
     }
 
-    async fn start(&self) -> Instance {
-        let config = SinkConfig::parse_from([
-            "nearby-history-sink".to_owned(),
-            format!("--topic-prefix={}", self.prefix),
-            format!("--cql-keyspace={}", self.keyspace),
-            format!("--group-id={}", self.group),
-            format!("--kafka-brokers={}", self.brokers),
-            format!("--cql-nodes={}", self.nodes),
-        ]);
-        let shutdown = CancellationToken::new();
-        let sink = HistorySink::build(config).await.unwrap();
-        let status = sink.status.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = listener.local_addr().unwrap();
-        let task = tokio::spawn(sink.run(
-            nearby_common::stage::Listeners::admin(listener),
-            shutdown.clone().into(),
-        ));
-        Instance {
-            status,
-            admin,
-            shutdown,
-            task,
-        }
+    /// One sink instance in-process, returned as soon as it runs (the tests watch it become
+    /// ready).
+    async fn start(&self) -> TestSink {
+        TestSink::spawn(&self.prefix, &self.keyspace, &self.group, &[]).await
     }
 
     /// The group's committed offset and the end, per partition (`nearby-admin lag`'s reading).
@@ -116,7 +82,7 @@ fn lags(page: &str) -> BTreeMap<i32, i64> {
 
 /// Waits up to `secs` for `check` on the instance's `/metrics` page; returns the page.
 async fn metrics_until(
-    instance: &Instance,
+    instance: &TestSink,
     secs: u64,
     what: &str,
     check: impl Fn(&str) -> bool,
@@ -171,15 +137,12 @@ async fn produce(
 
 /// Rows per user in the table, for `users` users from `base`, with `ts` in `[from, to)`.
 async fn rows_by_user(
-    nodes: &str,
     keyspace: &str,
     base: i64,
     users: i64,
     (from, to): (i64, i64),
 ) -> BTreeMap<i64, Vec<i64>> {
-    let session = nearby_common::cql::connect(&[nodes.to_owned()])
-        .await
-        .unwrap();
+    let session = nearby_common::cql::connect(&cql_nodes()).await.unwrap();
     let store = HistoryStore::new(session, keyspace).await.unwrap();
     let mut out = BTreeMap::new();
     for u in base..base + users {
@@ -203,7 +166,7 @@ async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
     const USERS: i64 = 12;
     const RECORDS: i64 = 120;
     let names = Names::new();
-    let topic = location_topic(&names.brokers, &names.prefix, PARTITIONS).await;
+    let topic = location_topic(&names.prefix, PARTITIONS).await;
     let sink = names.start().await;
 
     // Ready with no record on the topic: the group assigned the partitions.
@@ -242,7 +205,7 @@ async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
         .create()
         .unwrap();
     let base = i64::from(rand::random::<u32>()) * 100;
-    let t0 = nearby_ingest::now_ms() - 600_000;
+    let t0 = now_ms() - 600_000;
     for i in 0..RECORDS {
         // Round the partitions, so each has records.
         let p = i32::try_from(i).unwrap() % PARTITIONS;
@@ -257,7 +220,7 @@ async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
     assert_eq!(ends, RECORDS, "every record on the topic:\n{page}");
 
     // Stopping: not ready any more, nothing abandoned, the group at the end of every partition.
-    sink.shutdown.cancel();
+    sink.shutdown.stop();
     sink.task.await.unwrap().unwrap();
     assert!(!sink.status.is_ready());
     assert_eq!(sink.status.abandoned.load(Ordering::Relaxed), 0);
@@ -272,7 +235,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
     const USERS: i64 = 40;
     const RATE: u64 = 200; // records a second
     let names = Names::new();
-    let topic = location_topic(&names.brokers, &names.prefix, PARTITIONS).await;
+    let topic = location_topic(&names.prefix, PARTITIONS).await;
     let a = names.start().await;
     metrics_until(&a, 60, "A holds every partition", |page| {
         sample(page, "nearby_history_sink_partitions") == Some(PARTITIONS.into())
@@ -281,7 +244,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
 
     // The load: one record every 1/RATE s, each (user, ts) unique, until told to stop.
     let base = i64::from(rand::random::<u32>()) * 100;
-    let t0 = nearby_ingest::now_ms() - 600_000;
+    let t0 = now_ms() - 600_000;
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn({
         let (brokers, topic, stop) = (names.brokers.clone(), topic.clone(), stop.clone());
@@ -326,7 +289,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
 
     // A stops while the records keep coming: it drains, commits and leaves; B takes over.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    a.shutdown.cancel();
+    a.shutdown.stop();
     a.task.await.unwrap().expect("A stops cleanly");
     assert!(!a.status.is_ready());
     assert_eq!(
@@ -361,14 +324,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
     );
 
     // The table: every (user, ts) produced, once.
-    let found = rows_by_user(
-        &names.nodes,
-        &names.keyspace,
-        base,
-        USERS,
-        (t0, t0 + produced),
-    )
-    .await;
+    let found = rows_by_user(&names.keyspace, base, USERS, (t0, t0 + produced)).await;
     let mut want: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for i in 0..produced {
         want.entry(base + i % USERS).or_default().push(t0 + i);
@@ -380,7 +336,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
     assert_eq!(found, want, "exactly the reports produced");
 
     // B stops: the group is at the end of every partition.
-    b.shutdown.cancel();
+    b.shutdown.stop();
     b.task.await.unwrap().expect("B stops cleanly");
     for (p, committed, end) in names.committed_and_ends() {
         assert_eq!(committed, Some(end), "partition {p}");
@@ -391,7 +347,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
 async fn an_instance_fenced_by_its_static_twin_exits_non_zero_and_a_stopped_one_zero() {
     use std::process::{Command, Stdio};
     let names = Names::new();
-    location_topic(&names.brokers, &names.prefix, 2).await;
+    location_topic(&names.prefix, 2).await;
     // Two processes with one `--instance-id`: the group fences the older one (a fatal error).
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_nearby-history-sink"))
@@ -400,7 +356,7 @@ async fn an_instance_fenced_by_its_static_twin_exits_non_zero_and_a_stopped_one_
                 format!("--cql-keyspace={}", names.keyspace),
                 format!("--group-id={}", names.group),
                 format!("--kafka-brokers={}", names.brokers),
-                format!("--cql-nodes={}", names.nodes),
+                format!("--cql-nodes={}", cql_nodes().join(",")),
                 "--admin-listen=127.0.0.1:0".to_owned(),
                 "--instance-id=twin".to_owned(),
             ])

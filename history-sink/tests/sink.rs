@@ -2,20 +2,16 @@
 //! the same row), connects and poison records are skipped (poison counted), and a stop commits
 //! exactly the end of what was written.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use clap::Parser;
 use nearby_common::history::HistoryStore;
-use nearby_history_sink::{HistorySink, SinkConfig};
 use nearby_schemas::{Connected, LocationBody, LocationEvent, PositionReport};
+use nearby_testkit::topics::location_topic;
+use nearby_testkit::{TestSink, brokers, cql_nodes, now_ms, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use support::{brokers, location_topic, nodes, unique};
-use tokio_util::sync::CancellationToken;
 
 fn position(user: i64, ts: i64, lat: f64) -> LocationEvent {
     LocationEvent {
@@ -33,11 +29,11 @@ fn position(user: i64, ts: i64, lat: f64) -> LocationEvent {
 
 #[tokio::test]
 async fn positions_become_rows_once_and_the_rest_is_skipped() {
-    let (brokers, nodes) = (brokers(), nodes());
+    let brokers = brokers();
     let (prefix, keyspace, group) = (unique("test."), unique("test_hist_"), unique("test-sink-"));
-    let topic = location_topic(&brokers, &prefix, 2).await;
+    let topic = location_topic(&prefix, 2).await;
 
-    let t0 = nearby_ingest::now_ms() - 60_000;
+    let t0 = now_ms() - 60_000;
     let user = i64::from(rand::random::<u32>()) + 1;
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
     let mut put = |key: i64, bytes: Vec<u8>| records.push((key.to_string(), bytes));
@@ -82,23 +78,8 @@ async fn positions_become_rows_once_and_the_rest_is_skipped() {
             .expect("produced");
     }
 
-    let config = SinkConfig::parse_from([
-        "nearby-history-sink".to_owned(),
-        format!("--topic-prefix={prefix}"),
-        format!("--cql-keyspace={keyspace}"),
-        format!("--group-id={group}"),
-        format!("--kafka-brokers={brokers}"),
-        format!("--cql-nodes={nodes}"),
-    ]);
-    let shutdown = CancellationToken::new();
-    let sink = HistorySink::build(config).await.unwrap();
-    let status = sink.status.clone();
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = admin.local_addr().unwrap();
-    let task = tokio::spawn(sink.run(
-        nearby_common::stage::Listeners::admin(admin),
-        shutdown.clone().into(),
-    ));
+    let sink = TestSink::spawn(&prefix, &keyspace, &group, &[]).await;
+    let (status, admin_addr) = (sink.status.clone(), sink.admin);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while status.rows.load(Ordering::Relaxed) < 4 {
         assert!(tokio::time::Instant::now() < deadline, "rows never written");
@@ -129,8 +110,7 @@ async fn positions_become_rows_once_and_the_rest_is_skipped() {
             "/metrics lacks {line:?}:\n{metrics}"
         );
     }
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
+    sink.stop().await;
     assert_eq!(status.poison.load(Ordering::Relaxed), 1);
     assert_eq!(status.skipped.load(Ordering::Relaxed), 1);
     assert_eq!(
@@ -139,7 +119,7 @@ async fn positions_become_rows_once_and_the_rest_is_skipped() {
         "four positions written"
     );
 
-    let session = nearby_common::cql::connect(&[nodes]).await.unwrap();
+    let session = nearby_common::cql::connect(&cql_nodes()).await.unwrap();
     let store = HistoryStore::new(session, &keyspace).await.unwrap();
     let rows = store.range(user, t0, t0 + 10, 100).await.unwrap();
     let got: Vec<(i64, f64, Option<f64>, i64)> = rows

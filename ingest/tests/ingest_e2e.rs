@@ -2,14 +2,14 @@
 //! consumer of the location topic sees after reports, connects and disconnects, and that
 //! refused reports leave no trace. Every test uses its own topic and deletes it.
 
-mod support;
-
 use std::time::Duration;
 
-use nearby_ingest::{Ingest, IngestConfig, IngestError, Rejection, Report, now_ms};
+use nearby_common::clock::now_ms;
+use nearby_ingest::{Ingest, IngestConfig, IngestError, Rejection, Report};
 use nearby_schemas::{Connected, Disconnected, LocationBody, LocationEvent, PositionReport};
+use nearby_testkit::records::{PARTITIONS, TestTopic};
+use nearby_testkit::unique;
 use rdkafka::Offset;
-use support::TestTopic;
 
 fn ingest(topic: &TestTopic, config: &IngestConfig) -> Ingest {
     Ingest::new(&topic.brokers, topic.name.clone(), config).expect("ingest")
@@ -28,8 +28,8 @@ fn report_at(ts: i64, i: u32) -> Report {
 async fn a_valid_report_arrives_under_the_user_key_and_decodes() {
     let topic = TestTopic::create().await;
     let ingest = ingest(&topic, &IngestConfig::default());
-    let user = support::random_user();
-    let gateway = support::unique("gw-");
+    let user = nearby_testkit::user();
+    let gateway = unique("gw-");
     let report = Report {
         lat: 37.774_929,
         lon: -122.419_416,
@@ -85,9 +85,9 @@ async fn a_valid_report_arrives_under_the_user_key_and_decodes() {
 async fn connect_and_disconnect_carry_gateway_and_session_in_order() {
     let topic = TestTopic::create().await;
     let ingest = ingest(&topic, &IngestConfig::default());
-    let user = support::random_user();
-    let gateway = support::unique("gw-");
-    let session = support::unique("session-");
+    let user = nearby_testkit::user();
+    let gateway = unique("gw-");
+    let session = unique("session-");
 
     let before = now_ms();
     let connected = ingest
@@ -140,8 +140,8 @@ async fn connect_and_disconnect_carry_gateway_and_session_in_order() {
 async fn one_users_reports_come_back_in_the_order_sent() {
     let topic = TestTopic::create().await;
     let ingest = ingest(&topic, &IngestConfig::default());
-    let user = support::random_user();
-    let gateway = support::unique("gw-");
+    let user = nearby_testkit::user();
+    let gateway = unique("gw-");
     let start = now_ms() - 10_000;
 
     // Five awaited one after another, as a socket session sends them...
@@ -181,7 +181,7 @@ async fn one_users_reports_come_back_in_the_order_sent() {
 async fn rejected_reports_produce_nothing() {
     let topic = TestTopic::create().await;
     let ingest = ingest(&topic, &IngestConfig::default());
-    let user = support::random_user();
+    let user = nearby_testkit::user();
     let now = now_ms();
     let valid = report_at(now, 0);
     let invalid = [
@@ -260,7 +260,7 @@ async fn rejected_reports_produce_nothing() {
         first.event.body,
         LocationBody::Position(PositionReport { lat, lon, .. }) if lat == sentinel.lat && lon == sentinel.lon
     ));
-    for p in 0..support::PARTITIONS {
+    for p in 0..PARTITIONS {
         let (_, high) = topic.watermarks(p);
         let expect = i64::from(p == accepted.partition);
         assert_eq!(high, expect, "partition {p} holds {high} records");
@@ -285,8 +285,8 @@ async fn a_flood_past_the_burst_is_rate_limited_and_only_accepted_reports_are_wr
         ..IngestConfig::default()
     };
     let ingest = ingest(&topic, &config);
-    let user = support::random_user();
-    let other = support::random_user();
+    let user = nearby_testkit::user();
+    let other = nearby_testkit::user();
     let start = now_ms();
 
     let mut accepted = Vec::new();
@@ -324,9 +324,7 @@ async fn a_flood_past_the_burst_is_rate_limited_and_only_accepted_reports_are_wr
     assert!(records.iter().all(|r| r.event.user_id == user));
     let got: Vec<i64> = records.iter().map(|r| r.event.ts).collect();
     assert_eq!(got, (0..5).map(|i| start + i).collect::<Vec<_>>());
-    let total: i64 = (0..support::PARTITIONS)
-        .map(|p| topic.watermarks(p).1)
-        .sum();
+    let total: i64 = (0..PARTITIONS).map(|p| topic.watermarks(p).1).sum();
     assert_eq!(
         total, 6,
         "5 of the flood and 1 of the other user, nothing else"
@@ -349,7 +347,7 @@ async fn clones_share_one_producer_limiter_and_counters() {
     };
     let a = ingest(&topic, &config);
     let b = a.clone();
-    let user = support::random_user();
+    let user = nearby_testkit::user();
     a.report(user, None, report_at(now_ms(), 0))
         .await
         .expect("first");

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use nearby_ingest::{Ingest, IngestConfig, IngestError, Report, now_ms};
+use nearby_common::clock::now_ms;
+use nearby_ingest::{Ingest, IngestConfig, IngestError, Report};
 
 /// A port nothing listens on.
 const NO_BROKER: &str = "127.0.0.1:1";

@@ -26,8 +26,8 @@ use futures::StreamExt;
 use rand::Rng;
 use serde::Serialize;
 
-use nearby_common::procfs::cpu_secs;
 use crate::sim::{City, CityConfig};
+use nearby_common::procfs::cpu_secs;
 
 /// What the baseline run does.
 #[derive(Debug, Clone, clap::Args)]

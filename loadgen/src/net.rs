@@ -2,7 +2,7 @@
 //! a chosen 127.0.0.x source address (so many sockets do not exhaust one address's ports).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::net::{TcpSocket, TcpStream};
@@ -20,12 +20,8 @@ pub fn token(secret: &str, user: i64, ttl: Duration) -> String {
     nearby_common::auth::mint_hs256(secret.as_bytes(), user, ttl)
 }
 
-/// Wall clock, epoch microseconds.
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
+/// Wall clock, epoch microseconds (the one clock of the workspace).
+pub use nearby_common::clock::now_us;
 
 /// A run's user ids: a random base far from small hand-made ids (and from other runs), to
 /// which each simulated person's index is added.

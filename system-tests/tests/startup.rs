@@ -7,23 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use nearby_common::kafka::{self, TopicSpec};
 use nearby_common::shutdown::Shutdown;
 use nearby_common::stage::Listeners;
 use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
 use nearby_history_sink::{HistorySink, SinkConfig};
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-/// A fresh name: `prefix` and 12 random hex digits.
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
+use nearby_testkit::{topics, unique};
 
 /// The stage flags of a fresh system under `prefix` (the stack's addresses from the environment).
 fn args(binary: &str, prefix: &str, extra: &[String]) -> Vec<String> {
@@ -37,44 +25,11 @@ fn args(binary: &str, prefix: &str, extra: &[String]) -> Vec<String> {
     args
 }
 
-/// Creates the location and friendship topics of `prefix` and returns at once (the broker has
-/// not elected their leaders yet).
-async fn create_topics(prefix: &str) {
-    let admin = kafka::admin_client(&env_or("NEARBY_KAFKA_BROKERS", "127.0.0.1:9092")).unwrap();
-    let spec = |name: String| TopicSpec {
-        name,
-        partitions: 6,
-        replication: 1,
-        retention: Duration::from_secs(3600),
-    };
-    kafka::ensure_topics(
-        &admin,
-        &[
-            spec(format!("{prefix}.location-updates")),
-            spec(format!("{prefix}.friendship-events")),
-        ],
-    )
-    .await
-    .expect("topics created");
-}
-
-async fn delete_topics(prefix: &str) {
-    let admin = kafka::admin_client(&env_or("NEARBY_KAFKA_BROKERS", "127.0.0.1:9092")).unwrap();
-    let (a, b) = (
-        format!("{prefix}.location-updates"),
-        format!("{prefix}.friendship-events"),
-    );
-    let _ = kafka::delete_topics(&admin, &[&a, &b]).await;
-}
-
 /// Polls `/readyz` until it answers 200, for at most `within`.
 async fn ready_within(admin: SocketAddr, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
-        let answer =
-            nearby_common::http::request(admin, "GET", "/readyz", None, "", Duration::from_secs(2))
-                .await;
-        if matches!(answer, Ok((200, _))) {
+        if nearby_testkit::client::get(admin, "/readyz").await.0 == 200 {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -114,13 +69,14 @@ async fn fanout_and_the_sink_started_with_their_topics_become_ready() {
                 .await
         }
     });
-    create_topics(&prefix).await;
+    // Returns at once: the broker has not elected their leaders yet.
+    topics::create_topics(&prefix, 6).await;
 
     let fanout_ready = ready_within(fanout_admin, Duration::from_secs(60)).await;
     let sink_ready = ready_within(sink_admin, Duration::from_secs(60)).await;
     shutdown.stop();
     let (fanout, sink) = (fanout.await.unwrap(), sink.await.unwrap());
-    delete_topics(&prefix).await;
+    topics::delete_topics(&prefix).await;
     assert!(fanout_ready, "fanout never became ready: {fanout:?}");
     assert!(sink_ready, "the sink never became ready: {sink:?}");
     fanout.expect("fanout stops cleanly");

@@ -3,84 +3,32 @@
 //! with `--wait` follows it and returns once the gateway has stopped; a closed port is a clear
 //! error.
 
-#[allow(dead_code)]
-mod support;
-
-use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use futures::StreamExt;
-use nearby_gateway::{Gateway, GatewayConfig};
+use nearby_testkit::process::{binary, stdout};
+use nearby_testkit::{TestGateway, token, topic_prefix, topics, unique, user};
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "admin-drain-test-secret";
-
-/// A gateway running in-process, as `nearby-gateway` runs it.
-struct RunningGateway {
-    gw: Arc<Gateway>,
-    addr: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_gateway(prefix: &str, keyspace: &str) -> RunningGateway {
-    let config = GatewayConfig::parse_from([
-        "nearby-gateway".to_owned(),
-        "--gateway-id=gw-drain".to_owned(),
-        format!("--topic-prefix={prefix}"),
-        format!("--cql-keyspace={keyspace}"),
-        format!("--jwt-secret={SECRET}"),
-        format!("--kafka-brokers={}", support::brokers()),
-        // The gateway's own default window; the command asks for another.
-        "--drain-window=30s".to_owned(),
-        "--drain-grace=5s".to_owned(),
-    ]);
+/// A gateway running in-process, as `nearby-gateway` runs it, on `prefix` and `keyspace`.
+async fn start_gateway(prefix: &str, keyspace: &str) -> TestGateway {
     // The topics `nearby-admin topics create` would have made (the gateway makes its delivery
     // topic itself).
-    for topic in ["location-updates", "friendship-events"] {
-        support::create_topic(&format!("{prefix}.{topic}"), 1).await;
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let admin = admin_listener.local_addr().expect("addr");
-    let gw = Gateway::build(config).await.expect("gateway builds");
-    let task = tokio::spawn(gw.clone().run(
-        nearby_common::stage::Listeners {
-            client: Some(listener),
-            admin: admin_listener,
-        },
-        nearby_common::shutdown::Shutdown::new(),
-    ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !gw
-        .deliveries_ready
-        .load(std::sync::atomic::Ordering::Acquire)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gateway never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    RunningGateway {
-        gw,
-        addr,
-        admin,
-        task,
-    }
+    topics::create_topics(prefix, 1).await;
+    TestGateway::start_on(
+        prefix,
+        keyspace,
+        "gw-drain",
+        // The gateway's own default window; the command asks for another.
+        &["--drain-window=30s", "--drain-grace=5s"],
+    )
+    .await
 }
 
 /// A client that behaves as the protocol asks: on `reconnect` it closes its socket. Returns
 /// whether it got the `reconnect`.
 async fn client(addr: std::net::SocketAddr, user: i64) -> tokio::task::JoinHandle<bool> {
-    let token = nearby_common::auth::mint_hs256(SECRET.as_bytes(), user, Duration::from_secs(600));
-    let url = format!("ws://{addr}/v1/ws?access_token={token}");
+    let url = format!("ws://{addr}/v1/ws?access_token={}", token(user));
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("socket connects");
@@ -101,13 +49,10 @@ async fn client(addr: std::net::SocketAddr, user: i64) -> tokio::task::JoinHandl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_with_wait_reports_the_drain_and_returns_once_the_gateway_stopped() {
-    let prefix = support::unique_prefix();
-    let keyspace = format!(
-        "test_admin_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let prefix = topic_prefix();
+    let keyspace = unique("test_admin_");
     let gw = start_gateway(&prefix, &keyspace).await;
-    let base = i64::from(rand_user());
+    let base = user();
     let clients = vec![client(gw.addr, base).await, client(gw.addr, base + 1).await];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while gw.gw.registry.len() < 2 {
@@ -122,7 +67,7 @@ async fn drain_with_wait_reports_the_drain_and_returns_once_the_gateway_stopped(
     let started = tokio::time::Instant::now();
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_nearby-admin"))
+        tokio::process::Command::new(binary("nearby-admin"))
             .args([
                 "drain",
                 "--gateway-admin",
@@ -137,7 +82,7 @@ async fn drain_with_wait_reports_the_drain_and_returns_once_the_gateway_stopped(
     .expect("nearby-admin drain --wait returned within 60 s")
     .expect("nearby-admin runs");
     let took = started.elapsed();
-    let text = support::stdout(&out);
+    let text = stdout(&out);
 
     // What the gateway answered: the two sockets, the asked window (not the gateway's 30 s
     // default), its grace.
@@ -173,22 +118,12 @@ async fn drain_with_wait_reports_the_drain_and_returns_once_the_gateway_stopped(
     assert_eq!(gw.gw.registry.len(), 0);
     assert_eq!(gw.gw.metrics.reconnects_sent.get(), 2);
 
-    let client = nearby_common::kafka::admin_client(&support::brokers()).expect("admin client");
-    nearby_common::kafka::delete_topics(
-        &client,
-        &[
-            &format!("{prefix}.location-updates"),
-            &format!("{prefix}.friendship-events"),
-            &format!("{prefix}.deliveries.gw-drain"),
-        ],
-    )
-    .await
-    .expect("cleanup");
-}
-
-/// A random user id well above hand-made ones.
-fn rand_user() -> u32 {
-    (uuid::Uuid::new_v4().as_u128() as u32 >> 1) + 1_000
+    topics::delete(&[
+        &format!("{prefix}.location-updates"),
+        &format!("{prefix}.friendship-events"),
+        &format!("{prefix}.deliveries.gw-drain"),
+    ])
+    .await;
 }
 
 #[test]
@@ -206,7 +141,7 @@ fn a_closed_port_is_a_clear_error() {
         if wait {
             args.push("--wait".to_owned());
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nearby-admin"))
+        let out = std::process::Command::new(binary("nearby-admin"))
             .args(&args)
             .output()
             .expect("runs");

@@ -2,16 +2,13 @@
 //! `prometheus_client` parser reads, whose counters move as clients report, are refused and
 //! get deliveries.
 
-mod pipeline;
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
 use nearby_schemas::{Delivery, DeliveryBatch, DeliveryPayload, FriendLeft, LeftReason};
+use nearby_testkit::{TestGateway, http, http_raw, now_ms, pipeline, user};
 use serde_json::json;
-use support::{TestGateway, http_raw, user};
 
 /// The samples of the `/metrics` on admin port `admin`, parsed by the reference parser
 /// (`prometheus_client.parser`): "name{label=value,...}" → value, labels sorted.
@@ -71,10 +68,7 @@ async fn metrics_parse_and_move_with_reports_refusals_and_deliveries() {
 
     let me = user();
     let mut c = gw.connect(me).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = now_ms();
     c.send_json(json!({"type": "location", "lat": 37.77, "lon": -122.42, "ts": now}))
         .await;
     assert!(c.next_of("nearby", 10).await.is_some(), "first page");
@@ -97,7 +91,7 @@ async fn metrics_parse_and_move_with_reports_refusals_and_deliveries() {
         deliveries: vec![left(user()), left(user())],
     };
     let topic = format!("{}.deliveries.gw-a", gw.prefix);
-    support::produce_values(
+    nearby_testkit::records::produce_values(
         &topic,
         &[
             nearby_schemas::to_vec(&batch).expect("encode"),
@@ -151,7 +145,7 @@ async fn fanout_metrics_parse_and_count_events_and_deliveries() {
     pipeline::befriend(&gw, a, b).await;
     let mut ca = gw.connect(a).await;
     let mut cb = gw.connect(b).await;
-    let t0 = support::now_ms();
+    let t0 = now_ms();
     pipeline::report(&mut ca, pipeline::HOME, t0).await;
     assert!(ca.next_of("nearby", 10).await.is_some());
     pipeline::report(&mut cb, pipeline::north(500.0), t0 + 1).await;
@@ -215,7 +209,7 @@ async fn fanout_metrics_parse_and_count_events_and_deliveries() {
     assert_eq!(get(&before_drain, "nearby_gateway_draining{}"), 0.0);
     // Both clients read their sockets: nothing waits in their queues.
     assert_eq!(get(&before_drain, "nearby_gateway_outbox_frames{}"), 0.0);
-    let (status, _) = support::http(gw.admin, "POST", "/drain?window=1s", None, None).await;
+    let (status, _) = http(gw.admin, "POST", "/drain?window=1s", None, None).await;
     assert_eq!(status, 202);
     ca.next_of("reconnect", 10).await.expect("reconnect");
     cb.next_of("reconnect", 10).await.expect("reconnect");

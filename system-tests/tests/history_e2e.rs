@@ -2,34 +2,15 @@
 //! the history sink (in-process) writes them, and the history API returns exactly those, oldest
 //! first; the live cache keeps the newest position.
 
-mod support;
-
 use std::time::Duration;
 
-use clap::Parser;
-use nearby_history_sink::{HistorySink, SinkConfig};
+use nearby_testkit::{TestGateway, TestSink, now_ms, unique, user};
 use serde_json::{Value, json};
-use support::{TestGateway, now_ms, user};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn an_out_of_order_upload_lands_in_history_and_the_api_returns_exactly_it() {
     let gw = TestGateway::start(&[]).await;
-    let shutdown = CancellationToken::new();
-    let sink = HistorySink::build(SinkConfig::parse_from([
-        "nearby-history-sink".to_owned(),
-        format!("--topic-prefix={}", gw.prefix),
-        format!("--cql-keyspace={}", gw.keyspace),
-        format!("--group-id={}", support::unique("test-sink-")),
-    ]))
-    .await
-    .expect("sink builds");
-    let sink_task = tokio::spawn(sink.run(
-        nearby_common::stage::Listeners::admin(
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        ),
-        shutdown.clone().into(),
-    ));
+    let sink = TestSink::start(&gw.prefix, &gw.keyspace, &unique("test-sink-"), &[]).await;
 
     let (me, other) = (user(), user());
     let now = now_ms();
@@ -93,7 +74,6 @@ async fn an_out_of_order_upload_lands_in_history_and_the_api_returns_exactly_it(
         .await;
     assert_eq!(status, 403);
 
-    shutdown.cancel();
-    sink_task.await.unwrap().unwrap();
+    sink.stop().await;
     gw.stop().await;
 }

@@ -1,12 +1,9 @@
 //! Friend and sharing changes take effect on open sockets at once, on the real stack: real
 //! clients on one or two gateways, an in-process fanout, changes made over HTTP.
 
-mod pipeline;
-mod support;
-
-use pipeline::*;
+use nearby_testkit::pipeline::*;
+use nearby_testkit::{Client, TestFanout, TestGateway, now_ms, user};
 use serde_json::{Value, json};
-use support::{Client, TestGateway, user};
 
 /// One or two gateways and a fanout on one prefix and keyspace.
 struct System {
@@ -59,7 +56,7 @@ async fn connected_pair(sys: &System, a: i64, b: i64, friends: bool) -> (Client,
     let mut ca = sys.g1.connect(a).await;
     let mut cb = sys.b_side().connect(b).await;
     at_home(&mut ca).await;
-    report(&mut cb, north(2_000.0), support::now_ms()).await;
+    report(&mut cb, north(2_000.0), now_ms()).await;
     cb.next_of("nearby", 10).await.expect("B's first page");
     if friends {
         location_of(&mut ca, b, 10).await.expect("A sees B");
@@ -101,7 +98,7 @@ async fn accept_and_unfriend(two_gateways: bool) {
         .call(a, "PUT", &format!("/v1/me/friends/{b}"), None)
         .await;
     assert_eq!(r["status"], "requested");
-    report(&mut ca, north(50.0), support::now_ms()).await;
+    report(&mut ca, north(50.0), now_ms()).await;
     assert!(ids(&drain(&mut cb, 1).await, "friend_location").is_empty());
 
     // Accepting: each sees the other at once, with name and distance, no report needed.
@@ -128,8 +125,8 @@ async fn accept_and_unfriend(two_gateways: bool) {
     assert_eq!(left["reason"], "unfriended");
     let left = left_of(&mut ca, b, 5).await.expect("A told");
     assert_eq!(left["reason"], "unfriended");
-    report(&mut ca, north(100.0), support::now_ms()).await;
-    report(&mut cb, north(1_900.0), support::now_ms()).await;
+    report(&mut ca, north(100.0), now_ms()).await;
+    report(&mut cb, north(1_900.0), now_ms()).await;
     let (after_a, after_b) = tokio::join!(drain(&mut ca, 2), drain(&mut cb, 2));
     assert!(ids(&after_a, "friend_location").is_empty(), "{after_a:?}");
     assert!(ids(&after_b, "friend_location").is_empty(), "{after_b:?}");
@@ -154,7 +151,7 @@ async fn sharing_off_and_on(two_gateways: bool) {
     befriend(&sys.g1, a, b).await;
     befriend(&sys.g1, a, far).await;
     let mut cfar = sys.g1.connect(far).await;
-    report(&mut cfar, north(30_000.0), support::now_ms()).await;
+    report(&mut cfar, north(30_000.0), now_ms()).await;
     cfar.next_of("nearby", 10).await.expect("far's first page");
     let (mut ca, mut cb) = connected_pair(&sys, a, b, true).await;
 
@@ -169,8 +166,8 @@ async fn sharing_off_and_on(two_gateways: bool) {
     assert_eq!(left["reason"], "sharing_off");
 
     // While off, no report of A's reaches anyone, and A sees nobody.
-    report(&mut ca, north(10.0), support::now_ms()).await;
-    report(&mut cb, north(1_500.0), support::now_ms()).await;
+    report(&mut ca, north(10.0), now_ms()).await;
+    report(&mut cb, north(1_500.0), now_ms()).await;
     let (after_a, after_b, after_far) =
         tokio::join!(drain(&mut ca, 2), drain(&mut cb, 2), drain(&mut cfar, 1));
     assert!(ids(&after_b, "friend_location").is_empty(), "{after_b:?}");
@@ -226,7 +223,7 @@ async fn a_new_name_shows_in_the_next_page_and_delivery_on_another_gateway() {
         assert!(tokio::time::Instant::now() < deadline, "stale name: {page}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    report(&mut ca, north(20.0), support::now_ms()).await;
+    report(&mut ca, north(20.0), now_ms()).await;
     let moved = location_of(&mut cb, a, 5).await.expect("delivery");
     assert_eq!(moved["name"], "Ana Maria");
     drop(ca);
@@ -240,7 +237,7 @@ async fn nobody_changes_anothers_friendships_or_sharing() {
     befriend(&sys.g1, a, b).await;
     let (mut ca, mut cb) = connected_pair(&sys, a, b, true).await;
     let mut cc = sys.g1.connect(c).await;
-    report(&mut cc, north(300.0), support::now_ms()).await;
+    report(&mut cc, north(300.0), now_ms()).await;
 
     // C can only act on C's own friendships: there is no A–B call for C to make.
     let (status, err) = sys
@@ -269,8 +266,8 @@ async fn nobody_changes_anothers_friendships_or_sharing() {
             .1["status"],
         "requested"
     );
-    report(&mut cc, north(200.0), support::now_ms()).await;
-    report(&mut ca, north(10.0), support::now_ms()).await;
+    report(&mut cc, north(200.0), now_ms()).await;
+    report(&mut ca, north(10.0), now_ms()).await;
     // A and B still see each other; C sees and is seen by nobody.
     location_of(&mut cb, a, 5).await.expect("B still sees A");
     let (seen_a, seen_c) = tokio::join!(drain(&mut ca, 1), drain(&mut cc, 1));

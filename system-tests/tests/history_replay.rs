@@ -2,28 +2,25 @@
 //! sink's group back, the sink reads the records since then again and rewrites them — the same
 //! rows, none new — and finishes at the end of the topic.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Parser;
 use nearby_common::history::HistoryStore;
-use nearby_history_sink::{HistorySink, SinkConfig, SinkStatus};
+use nearby_history_sink::SinkStatus;
 use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
+use nearby_testkit::topics::location_topic;
+use nearby_testkit::{TestSink, brokers, cql_nodes, now_ms, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use support::{brokers, location_topic, nodes, unique};
-use tokio_util::sync::CancellationToken;
 
 const USERS: i64 = 20;
 const HALF: i64 = 100;
 
 struct Env {
     brokers: String,
-    nodes: String,
     prefix: String,
     keyspace: String,
     group: String,
@@ -36,31 +33,15 @@ impl Env {
 
     /// Runs a sink until `rows` rows are written, then stops it (which commits).
     async fn sink_until(&self, rows: u64) -> Arc<SinkStatus> {
-        let config = SinkConfig::parse_from([
-            "nearby-history-sink".to_owned(),
-            format!("--topic-prefix={}", self.prefix),
-            format!("--cql-keyspace={}", self.keyspace),
-            format!("--group-id={}", self.group),
-            format!("--kafka-brokers={}", self.brokers),
-            format!("--cql-nodes={}", self.nodes),
-        ]);
-        let shutdown = CancellationToken::new();
-        let sink = HistorySink::build(config).await.unwrap();
+        let sink = TestSink::spawn(&self.prefix, &self.keyspace, &self.group, &[]).await;
         let status = sink.status.clone();
-        let task = tokio::spawn(sink.run(
-            nearby_common::stage::Listeners::admin(
-                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            ),
-            shutdown.clone().into(),
-        ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while status.rows.load(Ordering::Relaxed) < rows {
             assert!(tokio::time::Instant::now() < deadline, "sink stalled");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        shutdown.cancel();
-        task.await.unwrap().unwrap();
+        sink.stop().await;
         status
     }
 
@@ -94,19 +75,18 @@ impl Env {
 async fn replaying_history_rewrites_the_same_rows_and_finishes() {
     let env = Env {
         brokers: brokers(),
-        nodes: nodes(),
         prefix: unique("test."),
         keyspace: unique("test_hist_"),
         group: unique("test-sink-"),
     };
-    location_topic(&env.brokers, &env.prefix, 3).await;
+    location_topic(&env.prefix, 3).await;
 
     // Two halves, produced a second apart: the replay starts between them.
     let producer: FutureProducer = nearby_common::kafka::producer_config(&env.brokers)
         .create()
         .unwrap();
     let base = i64::from(rand::random::<u32>()) * 100;
-    let t0 = nearby_ingest::now_ms() - 3_600_000;
+    let t0 = now_ms() - 3_600_000;
     let produce = async |from: i64| {
         for i in from..from + HALF {
             let user = base + i % USERS;
@@ -135,7 +115,7 @@ async fn replaying_history_rewrites_the_same_rows_and_finishes() {
     };
     produce(0).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let between = nearby_ingest::now_ms();
+    let between = now_ms();
     tokio::time::sleep(Duration::from_millis(100)).await;
     produce(HALF).await;
 
@@ -202,9 +182,7 @@ async fn replaying_history_rewrites_the_same_rows_and_finishes() {
     );
 
     // The table: every report once, as produced.
-    let session = nearby_common::cql::connect(std::slice::from_ref(&env.nodes))
-        .await
-        .unwrap();
+    let session = nearby_common::cql::connect(&cql_nodes()).await.unwrap();
     let store = HistoryStore::new(session, &env.keyspace).await.unwrap();
     let mut rows = 0;
     for u in 0..USERS {

@@ -5,16 +5,16 @@
 //! ```text
 //! # Memory per idle connection: opens N authenticated sockets, reads the gateway's VmRSS before
 //! # and after, closes them.
-//! cargo run --release -p nearby-gateway --example measure -- idle --connections 10000 --gateway-pid PID
+//! cargo run --release -p nearby-loadgen --example measure -- idle --connections 10000 --gateway-pid PID
 //!
 //! # End-to-end latency: P friend pairs a few hundred metres apart; each sender reports R times;
 //! # latency = when the friend's socket got the `friend_location` − when the report was sent.
-//! cargo run --release -p nearby-gateway --example measure -- latency --pairs 50 --reports 20 --interval-ms 1100
+//! cargo run --release -p nearby-loadgen --example measure -- latency --pairs 50 --reports 20 --interval-ms 1100
 //!
 //! # Change latency: P friend pairs in range; C times, one pair's sender unfriends the receiver
 //! # (or turns sharing off); latency = when the receiver got `friend_left` − when the HTTP call
 //! # returned. Each change is undone (befriend again, sharing on) and that timed the same way.
-//! cargo run --release -p nearby-gateway --example measure -- changes --pairs 20 --changes 200
+//! cargo run --release -p nearby-loadgen --example measure -- changes --pairs 20 --changes 200
 //! ```
 //!
 //! Measure idle memory on a freshly started gateway: memory freed after earlier connections stays
@@ -29,12 +29,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::{SinkExt, StreamExt};
-use rand::Rng;
+use nearby_common::clock::{now_ms, now_us};
+use nearby_loadgen::net::user_base;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -182,18 +183,6 @@ fn token(target: &Target, user: i64) -> String {
     nearby_common::auth::mint_hs256(target.jwt_secret.as_bytes(), user, TOKEN_TTL)
 }
 
-/// Wall clock, epoch microseconds.
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
-/// A run's user ids: a random base far from small hand-made ids, plus an index.
-fn user_base() -> i64 {
-    rand::rng().random_range(1_000_000_000_000_i64..4_000_000_000_000_000_000)
-}
-
 /// A minimal HTTP/1.1 call (one request per connection): status and body.
 async fn http(
     addr: SocketAddr,
@@ -236,13 +225,13 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// /proc (the readings are shared with the load generator: `nearby_loadgen::procfs`)
+// /proc (the readings are shared with the load generator: `nearby_common::procfs`)
 
-use nearby_loadgen::procfs::{cpu_secs, machine_ticks, nofile, parse_limit, raise_nofile, vm_kib};
+use nearby_common::procfs::{cpu_secs, machine_ticks, nofile, parse_limit, raise_nofile, vm_kib};
 
 /// How busy the whole machine was since a `machine_ticks` reading, percent of all cores.
 fn busy_percent(before: Option<(u64, u64)>) -> String {
-    nearby_loadgen::procfs::busy_share(before)
+    nearby_common::procfs::busy_share(before)
         .map_or("?".to_owned(), |b| format!("{:.0}%", b * 100.0))
 }
 
@@ -253,7 +242,7 @@ fn open_fds(pid: &str) -> Option<usize> {
 
 /// The one process named `nearby-gateway`.
 fn find_gateway_pid() -> anyhow::Result<u32> {
-    nearby_loadgen::procfs::pid_named("nearby-gateway").context("give --gateway-pid")
+    nearby_common::procfs::pid_named("nearby-gateway").context("give --gateway-pid")
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -602,13 +591,11 @@ async fn setup_pair(
     let (mut receiver_tx, mut receiver_rx) = reader(ws_connect(target, receiver).await?);
     let (mut tx, mut sender_rx) = reader(ws_connect(target, sender).await?);
     let wait = Duration::from_secs(args.timeout_secs.max(15));
-    receiver_tx
-        .send(location(HOME, nearby_ingest::now_ms()))
-        .await?;
+    receiver_tx.send(location(HOME, now_ms())).await?;
     next_of(&mut receiver_rx, "nearby", wait, |_| {})
         .await
         .context("the receiver's first page never came")?;
-    let t0 = nearby_ingest::now_ms();
+    let t0 = now_ms();
     tx.send(location(north(args.distance_m), t0)).await?;
     next_of(&mut sender_rx, "nearby", wait, |_| {})
         .await

@@ -5,19 +5,16 @@
 //! name), and after each round each client's own list — built only from the frames it got —
 //! must equal exactly what the rules say it should show.
 
-mod pipeline;
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use nearby_common::geo::{NEARBY_RADIUS_M, haversine_m};
-use pipeline::*;
+use nearby_testkit::pipeline::*;
+use nearby_testkit::{TestFanout, TestGateway, now_ms, user};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use support::{TestGateway, user};
 use tokio_tungstenite::tungstenite::Message;
 
 const PEOPLE: usize = 16;
@@ -290,7 +287,7 @@ async fn random_changes_and_moves_never_break_a_rule() {
         wait_changes(&fanout, changes_sent).await;
 
         // Moves: everyone at first, about half later; one report each per round.
-        let now = support::now_ms();
+        let now = now_ms();
         for (i, &p) in people.iter().enumerate() {
             if round > 0 && rng.random_bool(0.5) {
                 continue;

@@ -1,13 +1,9 @@
-//! Events and look-ups shared by fanout's tests.
-
-#![allow(dead_code)] // each test file uses its own share of these
+//! Location events built by hand, as the gateway would write them, for tests that feed a stage
+//! its topic directly (fanout's core, the sink, the admin's replays): a position, a socket
+//! opened or closed; and the points they are placed at.
 
 use nearby_common::geo::EARTH_RADIUS_M;
-use nearby_fanout::{Effects, RoutedDelivery};
-use nearby_schemas::{
-    Connected, DeliveryPayload, Disconnected, FriendLeft, FriendLocation, LocationBody,
-    LocationEvent, PositionReport,
-};
+use nearby_schemas::{Connected, Disconnected, LocationBody, LocationEvent, PositionReport};
 
 /// A start time: 2025-11-25T08:00:00Z.
 pub const T0: i64 = 1_764_057_600_000;
@@ -36,6 +32,22 @@ pub fn position(user: i64, ts: i64, at: (f64, f64)) -> LocationEvent {
     }
 }
 
+/// A position report of `user` at `ts` over a socket of gateway `gw-a`, received 40 ms later,
+/// with an accuracy: every field of the record set.
+pub fn gateway_position(user: i64, ts: i64, lat: f64, lon: f64) -> LocationEvent {
+    LocationEvent {
+        user_id: user,
+        gateway_id: Some("gw-a".into()),
+        ts,
+        received_at: ts + 40,
+        body: LocationBody::Position(PositionReport {
+            lat,
+            lon,
+            accuracy_m: Some(12.5),
+        }),
+    }
+}
+
 /// `user`'s socket opened on `gateway` as `session`.
 pub fn connected(user: i64, ts: i64, gateway: &str, session: &str) -> LocationEvent {
     LocationEvent {
@@ -60,39 +72,4 @@ pub fn disconnected(user: i64, ts: i64, gateway: &str, session: &str) -> Locatio
             session_id: session.into(),
         }),
     }
-}
-
-/// The deliveries `recipient` gets, with their gateway.
-pub fn to(out: &Effects, recipient: i64) -> Vec<&RoutedDelivery> {
-    out.deliveries
-        .iter()
-        .filter(|d| d.delivery.recipient_id == recipient)
-        .collect()
-}
-
-/// The friend entries `recipient` gets.
-pub fn locations_to(out: &Effects, recipient: i64) -> Vec<FriendLocation> {
-    to(out, recipient)
-        .into_iter()
-        .filter_map(|d| match d.delivery.payload {
-            DeliveryPayload::FriendLocation(location) => Some(location),
-            DeliveryPayload::FriendLeft(_) => None,
-        })
-        .collect()
-}
-
-/// The `friend_left` messages `recipient` gets.
-pub fn lefts_to(out: &Effects, recipient: i64) -> Vec<FriendLeft> {
-    to(out, recipient)
-        .into_iter()
-        .filter_map(|d| match d.delivery.payload {
-            DeliveryPayload::FriendLeft(left) => Some(left),
-            DeliveryPayload::FriendLocation(_) => None,
-        })
-        .collect()
-}
-
-/// Whether `got` is within 0.3 % (or a centimetre, for tiny distances) of `exact`.
-pub fn close(got: f64, exact: f64) -> bool {
-    (got - exact).abs() <= (exact * 0.003).max(0.01)
 }

@@ -3,16 +3,14 @@
 //! new partitions up (reads them, owns them), the gateway's producer moves their reports to
 //! the new partitions, and each friend receives the other's new position from there.
 
-mod pipeline;
-mod support;
-
 use std::time::Duration;
 
 use nearby_common::partition::partition_of_user;
 use nearby_schemas::{LocationBody, LocationEvent};
-use pipeline::*;
+use nearby_testkit::pipeline::*;
+use nearby_testkit::records::partition_records;
+use nearby_testkit::{Client, TestFanout, brokers, http, now_ms, user};
 use rdkafka::admin::{AdminOptions, NewPartitions};
-use support::{Client, brokers, user};
 use tokio::time::Instant;
 
 /// A user whose partition changes when the topic goes from 3 to 6 partitions (half of them:
@@ -57,7 +55,7 @@ async fn location_at(c: &mut Client, friend: i64, ts: i64, secs: u64) -> Option<
 
 /// The value of the sample `line` (name and labels) on fanout's `/metrics`, if present.
 async fn fanout_metric(fanout: &TestFanout, line: &str) -> Option<i64> {
-    let (_, body) = support::http(fanout.admin, "GET", "/metrics", None, None).await;
+    let (_, body) = http(fanout.admin, "GET", "/metrics", None, None).await;
     let text = body.as_str().unwrap_or_default().to_owned();
     text.lines()
         .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.trim().parse().ok())
@@ -74,7 +72,7 @@ async fn report_until_on(
 ) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(25);
     loop {
-        let ts = support::now_ms();
+        let ts = now_ms();
         report(c, at, ts).await;
         // The gateway produces with a few ms of linger: give it a moment to be acked.
         let seen = Instant::now() + Duration::from_secs(3);
@@ -104,10 +102,10 @@ async fn friends_keep_seeing_each_other_when_partitions_are_added() {
     let mut cb = gw.connect(b).await;
 
     // Before: with 3 partitions, both see each other, from the old partitions.
-    let t0 = support::now_ms();
+    let t0 = now_ms();
     report(&mut ca, HOME, t0).await;
     ca.next_of("nearby", 10).await.expect("A's first page");
-    let t1 = support::now_ms();
+    let t1 = now_ms();
     report(&mut cb, north(1_000.0), t1).await;
     let seen = location_at(&mut ca, b, t1, 10).await.expect("A sees B");
     assert_distance(&seen, HOME, north(1_000.0));
@@ -130,7 +128,7 @@ async fn friends_keep_seeing_each_other_when_partitions_are_added() {
         .expect("create_partitions");
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let grown = Instant::now();
-    let grown_ms = support::now_ms();
+    let grown_ms = now_ms();
 
     // Fanout reads the new partitions (their lag shows) and owns them (its group rebalanced).
     // Meanwhile A goes on reporting, as phones do: what becomes of those reports is printed
@@ -151,7 +149,7 @@ async fn friends_keep_seeing_each_other_when_partitions_are_added() {
         if during.len() < 20
             && grown.elapsed() >= Duration::from_millis(1_250) * during.len() as u32
         {
-            let ts = support::now_ms();
+            let ts = now_ms();
             report(&mut ca, north(10.0 * during.len() as f64), ts).await;
             during.push(ts);
         }

@@ -2,10 +2,8 @@
 //! 10 friends each, a report a second for 20 s) against an in-process gateway and fanout on the
 //! real stack. No thresholds: it must finish, write its JSON and plot, and see deliveries.
 
-mod pipeline;
-mod support;
-
 use clap::Parser;
+use nearby_testkit::{SECRET, pipeline, unique};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -16,7 +14,7 @@ struct Args {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_scenario_runs_end_to_end_and_writes_its_result() {
     let (gw, fanout) = pipeline::system(&[], &[]).await;
-    let out = std::env::temp_dir().join(support::unique("loadgen-smoke-"));
+    let out = std::env::temp_dir().join(unique("loadgen-smoke-"));
     let args = Args::parse_from([
         "loadgen".to_owned(),
         "--scenario=smoke".to_owned(),
@@ -32,7 +30,7 @@ async fn a_small_scenario_runs_end_to_end_and_writes_its_result() {
         format!("--gateway-admin={}", gw.admin),
         "--fanout-admin=none".to_owned(),
         "--sink-admin=none".to_owned(),
-        format!("--jwt-secret={}", support::SECRET),
+        format!("--jwt-secret={}", SECRET),
         format!("--topic-prefix={}", gw.prefix),
         format!("--cql-keyspace={}", gw.keyspace),
         "--lag-every=2s".to_owned(),

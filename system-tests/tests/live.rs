@@ -3,14 +3,11 @@
 //! in Redis. Each test runs its own gateways and fanout in-process, on its own topics, keyspace,
 //! consumer groups and random user ids.
 
-mod pipeline;
-mod support;
-
 use std::time::Duration;
 
-use pipeline::*;
+use nearby_testkit::pipeline::*;
+use nearby_testkit::{TestFanout, TestGateway, now_ms, user};
 use serde_json::json;
-use support::{TestGateway, user};
 
 #[tokio::test]
 async fn friends_in_range_see_each_other_move_in_and_out_and_strangers_never_do() {
@@ -35,7 +32,7 @@ async fn friends_in_range_see_each_other_move_in_and_out_and_strangers_never_do(
     let mut cp = gw.connect(pending).await;
 
     // A at home; the stranger and the pending requester 100 m away; `far` 12 km away.
-    let t0 = support::now_ms();
+    let t0 = now_ms();
     report(&mut ca, HOME, t0).await;
     assert_eq!(
         ca.next_of("nearby", 10).await.expect("first page")["friends"],
@@ -47,7 +44,7 @@ async fn friends_in_range_see_each_other_move_in_and_out_and_strangers_never_do(
     report(&mut cfar, north(12_000.0), t0).await;
 
     // B 2 km away: both see each other at once, with the right distance and time.
-    let t1 = support::now_ms();
+    let t1 = now_ms();
     report(&mut cb, north(2_000.0), t1).await;
     let seen_by_a = ca.next_of("friend_location", 10).await.expect("A sees B");
     assert_eq!(seen_by_a["user_id"], b.to_string());
@@ -63,7 +60,7 @@ async fn friends_in_range_see_each_other_move_in_and_out_and_strangers_never_do(
     assert_distance(&seen_by_b, north(2_000.0), HOME);
 
     // `far` moves to 5 km: both A and `far` get an entry at once.
-    report(&mut cfar, north(5_000.0), support::now_ms()).await;
+    report(&mut cfar, north(5_000.0), now_ms()).await;
     let a_sees_far = ca.next_of("friend_location", 10).await.expect("A sees far");
     assert_eq!(a_sees_far["user_id"], far.to_string());
     let far_sees_a = cfar
@@ -73,7 +70,7 @@ async fn friends_in_range_see_each_other_move_in_and_out_and_strangers_never_do(
     assert_eq!(far_sees_a["user_id"], a.to_string());
 
     // B moves out to 9 km: both get friend_left/out_of_range.
-    report(&mut cb, north(9_000.0), support::now_ms()).await;
+    report(&mut cb, north(9_000.0), now_ms()).await;
     let left = ca.next_of("friend_left", 10).await.expect("A told B left");
     assert_eq!(
         left,
@@ -108,7 +105,7 @@ async fn users_on_two_gateways_see_each_other() {
     let mut ca = gw1.connect(a).await;
     let mut cb = gw2.connect(b).await;
     at_home(&mut ca).await;
-    report(&mut cb, north(1_000.0), support::now_ms()).await;
+    report(&mut cb, north(1_000.0), now_ms()).await;
     let seen = ca
         .next_of("friend_location", 10)
         .await
@@ -140,13 +137,13 @@ async fn a_silent_friend_drops_out_after_the_ttl() {
     let mut ca = gw.connect(a).await;
     let mut cb = gw.connect(b).await;
     at_home(&mut ca).await;
-    report(&mut cb, north(500.0), support::now_ms()).await;
+    report(&mut cb, north(500.0), now_ms()).await;
     ca.next_of("friend_location", 10).await.expect("A sees B");
     // Keep A alive; B stays silent past the TTL.
     let keep_alive = tokio::spawn(async move {
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(1_500)).await;
-            report(&mut ca, HOME, support::now_ms()).await;
+            report(&mut ca, HOME, now_ms()).await;
         }
         ca
     });
@@ -171,7 +168,7 @@ async fn an_older_report_does_not_overwrite_a_newer_one() {
     let mut ca = gw.connect(a).await;
     let mut cb = gw.connect(b).await;
     at_home(&mut ca).await;
-    let newer = support::now_ms();
+    let newer = now_ms();
     report(&mut cb, north(1_000.0), newer).await;
     let first = ca.next_of("friend_location", 10).await.expect("A sees B");
     assert_eq!(first["updated_at"], newer);
@@ -185,7 +182,7 @@ async fn an_older_report_does_not_overwrite_a_newer_one() {
     }
     // The cache keeps the newer position: a fresh page shows it.
     let mut ca2 = gw.connect(a).await;
-    report(&mut ca2, HOME, support::now_ms()).await;
+    report(&mut ca2, HOME, now_ms()).await;
     let page = ca2.next_of("nearby", 10).await.expect("page");
     assert_eq!(page["friends"][0]["updated_at"], newer, "{page}");
     assert_distance(&page["friends"][0], HOME, north(1_000.0));

@@ -4,9 +4,6 @@
 //! again. Clients see at most a `reconnect` (no error, no close without one), friends keep
 //! seeing each other, and the history table holds every report the clients sent, exactly once.
 
-mod pipeline;
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use pipeline::*;
+use nearby_testkit::pipeline::*;
+use nearby_testkit::process::System;
+use nearby_testkit::{now_ms, token, user};
 use serde_json::{Value, json};
-use support::process::System;
-use support::{now_ms, token, user};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -264,11 +261,7 @@ async fn a_rolling_restart_of_every_stage_costs_clients_at_most_a_reconnect_and_
 
     // History: every report, exactly once (the table's key makes a replayed row the same row;
     // the count shows nothing is missing and nothing foreign is there).
-    let nodes: Vec<String> = std::env::var("NEARBY_CQL_NODES")
-        .unwrap_or_else(|_| "127.0.0.1:9042".into())
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let nodes = nearby_testkit::cql_nodes();
     let history = nearby_common::history::HistoryStore::new(
         nearby_common::cql::connect(&nodes).await.expect("cql"),
         &system.keyspace,

@@ -4,19 +4,17 @@
 //! loses nothing: every report the clients sent (none was refused) is on the location topic
 //! exactly once, and every pair of friends sees each other again on the other gateway.
 
-mod pipeline;
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use nearby_schemas::LocationBody;
-use pipeline::*;
+use nearby_testkit::pipeline::*;
+use nearby_testkit::process::System;
+use nearby_testkit::records::topic_records;
+use nearby_testkit::{http, now_ms, token, user};
 use serde_json::{Value, json};
-use support::process::System;
-use support::{http, now_ms, token, user};
 use tokio::sync::{Barrier, Semaphore};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;

@@ -1,0 +1,109 @@
+//! A real gateway in-process: [`TestGateway`] builds it from command-line settings on a fresh
+//! topic prefix and keyspace (or given ones, to share them with other stages), serves it on
+//! loopback port 0 and returns once `/readyz` answers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use nearby_common::shutdown::Shutdown;
+use nearby_common::stage::Listeners;
+use nearby_gateway::{Gateway, GatewayConfig};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::client::{Client, http, wait_ready};
+use crate::names::{topic_prefix, unique};
+use crate::tokens::{SECRET, token};
+
+/// How long a stage may take to be ready (a gateway creates tables; fanout rebuilds its table).
+pub const READY: Duration = Duration::from_secs(60);
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct TestGateway {
+    /// The gateway itself (its registry, metrics, drain).
+    pub gw: Arc<Gateway>,
+    /// Its client port (WebSocket and HTTP API).
+    pub addr: SocketAddr,
+    /// Its admin port (`/readyz`, `/metrics`, `/drain`).
+    pub admin: SocketAddr,
+    /// Its topic prefix.
+    pub prefix: String,
+    /// Its CQL keyspace.
+    pub keyspace: String,
+    /// What stops it: [`Shutdown::stop`] drains it, [`Shutdown::stop_now`] stops it at once.
+    pub shutdown: Shutdown,
+    /// Its run, which ends once it has stopped.
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway `gw-a` with `extra` command-line settings on a fresh prefix (its
+    /// location and friendship topics made, 3 partitions each) and keyspace.
+    pub async fn start(extra: &[&str]) -> Self {
+        let prefix = topic_prefix();
+        crate::topics::create_topics(&prefix, 3).await;
+        Self::start_on(&prefix, &unique("test_gw_"), "gw-a", extra).await
+    }
+
+    /// Starts a gateway `id` on the given prefix, whose topics exist, and keyspace.
+    pub async fn start_on(prefix: &str, keyspace: &str, id: &str, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "nearby-gateway".to_owned(),
+            format!("--gateway-id={id}"),
+            format!("--topic-prefix={prefix}"),
+            format!("--cql-keyspace={keyspace}"),
+            format!("--jwt-secret={SECRET}"),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let config = GatewayConfig::parse_from(args);
+        let listeners = Listeners::loopback(true).await.expect("bind");
+        let addr = listeners
+            .client
+            .as_ref()
+            .expect("a client listener")
+            .local_addr()
+            .expect("addr");
+        let admin = listeners.admin.local_addr().expect("addr");
+        let gw = Gateway::build(config).await.expect("gateway builds");
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(gw.clone().run(listeners, shutdown.clone()));
+        wait_ready(admin, "gateway", READY).await;
+        Self {
+            gw,
+            addr,
+            admin,
+            prefix: prefix.to_owned(),
+            keyspace: keyspace.to_owned(),
+            shutdown,
+            task,
+        }
+    }
+
+    /// Opens a socket for `user`.
+    pub async fn connect(&self, user: i64) -> Client {
+        Client::connect(self.addr, &token(user)).await
+    }
+
+    /// An HTTP call on the client port as `user`.
+    pub async fn call(
+        &self,
+        user: i64,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        http(self.addr, method, path, Some(&token(user)), body).await
+    }
+
+    /// Stops the gateway at once (no drain) and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.stop_now();
+        self.task
+            .await
+            .expect("joins")
+            .expect("gateway ran cleanly");
+    }
+}

@@ -1,0 +1,141 @@
+//! The steps end-to-end tests share once gateways and fanout run: a gateway and fanout on one
+//! prefix ([`system`]), befriending through the API, reporting at points north of [`HOME`], and
+//! reading what a socket gets (the next location or `friend_left` about a friend, every frame
+//! for a while).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use nearby_common::clock::now_ms;
+use nearby_common::geo::haversine_m;
+use serde_json::{Value, json};
+
+use crate::client::{Client, http};
+use crate::fanout::TestFanout;
+use crate::gateway::TestGateway;
+use crate::tokens::token;
+
+/// Metres per degree of latitude (haversine's radius).
+pub const M_PER_DEG: f64 = 111_195.08;
+/// Where the tests' people stand (San Francisco).
+pub const HOME: (f64, f64) = (37.7749, -122.4194);
+
+/// A gateway and a fanout sharing a prefix and keyspace.
+pub async fn system(extra_gateway: &[&str], extra_fanout: &[&str]) -> (TestGateway, TestFanout) {
+    let gw = TestGateway::start(extra_gateway).await;
+    let fanout = TestFanout::start(&gw.prefix, &gw.keyspace, extra_fanout).await;
+    (gw, fanout)
+}
+
+/// Makes `a` and `b` accepted friends through the API.
+pub async fn befriend(gw: &TestGateway, a: i64, b: i64) {
+    befriend_at(gw.addr, a, b).await;
+}
+
+/// Makes `a` and `b` accepted friends through the API of the gateway at `addr`.
+pub async fn befriend_at(addr: SocketAddr, a: i64, b: i64) {
+    let call = |u: i64, method: &'static str, path: String| async move {
+        http(addr, method, &path, Some(&token(u)), None).await
+    };
+    // Both must exist (their first call creates them) before one can ask the other.
+    for u in [a, b] {
+        assert_eq!(call(u, "GET", "/v1/me".into()).await.0, 200);
+    }
+    assert_eq!(
+        call(a, "PUT", format!("/v1/me/friends/{b}")).await.1["status"],
+        "requested"
+    );
+    assert_eq!(
+        call(b, "PUT", format!("/v1/me/friends/{a}")).await.1["status"],
+        "accepted"
+    );
+}
+
+/// A point `north_m` metres north of HOME.
+pub fn north(north_m: f64) -> (f64, f64) {
+    (HOME.0 + north_m / M_PER_DEG, HOME.1)
+}
+
+/// Reports the position `at` with time `ts` on `c`.
+pub async fn report(c: &mut Client, at: (f64, f64), ts: i64) {
+    c.send_json(json!({"type": "location", "lat": at.0, "lon": at.1, "ts": ts}))
+        .await;
+}
+
+/// Reports HOME now and takes the first page that answers it.
+pub async fn at_home(c: &mut Client) {
+    report(c, HOME, now_ms()).await;
+    c.next_of("nearby", 10).await.expect("first page");
+}
+
+/// Every frame that arrives within `secs` (for "never" assertions).
+pub async fn drain(c: &mut Client, secs: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Ok(Some(v)) = tokio::time::timeout_at(deadline, c.next_within(secs)).await {
+        out.push(v);
+    }
+    out
+}
+
+/// Asserts that `entry`'s `distance_m` is the haversine distance of `a` and `b` (within 0.3 %).
+pub fn assert_distance(entry: &Value, a: (f64, f64), b: (f64, f64)) {
+    let want = haversine_m(a.0, a.1, b.0, b.1);
+    let got = entry["distance_m"].as_f64().expect("distance");
+    assert!(
+        (got - want).abs() / want < 0.003,
+        "distance {got} vs haversine {want}"
+    );
+}
+
+/// Waits until `fanout` has applied at least `n` friendship events in all.
+pub async fn wait_changes(fanout: &TestFanout, n: u64) {
+    let applied = || {
+        fanout
+            .status
+            .changes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while applied() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fanout applied {} of {n} changes",
+            applied()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether `frame` shows `friend` to its reader: in a `nearby` page or as a `friend_location`.
+pub fn shows(frame: &Value, friend: i64) -> bool {
+    let id = friend.to_string();
+    match frame["type"].as_str() {
+        Some("nearby") => frame["friends"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["user_id"] == id.as_str())),
+        Some("friend_location") => frame["user_id"] == id.as_str(),
+        _ => false,
+    }
+}
+
+/// The next frame of `kind` about `friend` within `secs`, skipping other frames.
+async fn next_about(c: &mut Client, kind: &str, friend: i64, secs: u64) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Ok(Some(v)) = tokio::time::timeout_at(deadline, c.next_within(secs)).await {
+        if v["type"] == kind && v["user_id"].as_str() == Some(&*friend.to_string()) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The next `friend_location` about `friend` within `secs`, skipping other frames.
+pub async fn location_of(c: &mut Client, friend: i64, secs: u64) -> Option<Value> {
+    next_about(c, "friend_location", friend, secs).await
+}
+
+/// The next `friend_left` about `friend` within `secs`, skipping other frames.
+pub async fn left_of(c: &mut Client, friend: i64, secs: u64) -> Option<Value> {
+    next_about(c, "friend_left", friend, secs).await
+}
