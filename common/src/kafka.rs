@@ -84,6 +84,20 @@ where
     Ok(())
 }
 
+/// The next record of `consumer`, or `None` once `shutdown` is cancelled. Shutdown is looked at
+/// first (`biased`): a reader that is always busy still stops at once, and a record read after
+/// the stop was asked for would be worthless (its socket, its cache entry is going away).
+pub async fn recv_or_stop<'c, X: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &'c rdkafka::consumer::StreamConsumer<X>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'c>>> {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => None,
+        msg = consumer.recv() => Some(msg),
+    }
+}
+
 /// An admin client for topic management.
 pub fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
     Ok(client_config(brokers).create()?)

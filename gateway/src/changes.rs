@@ -4,6 +4,7 @@
 
 use nearby_common::UserId;
 use nearby_common::friendship::{FriendshipLog, pair_events, solo_event};
+use nearby_common::kafka::recv_or_stop;
 use nearby_schemas::{FriendshipEvent, FriendshipKind};
 use rdkafka::Message;
 use rdkafka::consumer::StreamConsumer;
@@ -42,12 +43,7 @@ pub async fn announce(
 /// other side of a pair change has its own record).
 pub async fn run(consumer: StreamConsumer, users: Users, shutdown: CancellationToken) {
     info!("friendship event reader started");
-    loop {
-        let msg = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            msg = consumer.recv() => msg,
-        };
+    while let Some(msg) = recv_or_stop(&consumer, &shutdown).await {
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use nearby_common::UserId;
+use nearby_common::kafka::recv_or_stop;
 use nearby_common::lag::LagStats;
 use nearby_common::users::Profile;
 use nearby_schemas::{Delivery, DeliveryBatch, DeliveryPayload, Error as SchemaError};
@@ -113,13 +114,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     info!("delivery consumer started");
-    loop {
-        let msg = tokio::select! {
-            // Stop promptly on shutdown; an unfinished delivery is worthless after it.
-            biased;
-            () = shutdown.cancelled() => break,
-            msg = consumer.recv() => msg,
-        };
+    // Stops promptly on shutdown: an unfinished delivery is worthless after it.
+    while let Some(msg) = recv_or_stop(&consumer, &shutdown).await {
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {

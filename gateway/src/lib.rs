@@ -27,4 +27,5 @@ mod state;
 pub mod users;
 
 pub use config::GatewayConfig;
+pub use serve::GatewayStage;
 pub use state::Gateway;

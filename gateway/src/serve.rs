@@ -8,12 +8,44 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use nearby_common::shutdown::Shutdown;
-use nearby_common::stage::Listeners;
+use nearby_common::stage::{Listeners, Stage};
 use tokio::net::TcpListener;
 use tracing::info;
 
+use crate::GatewayConfig;
 use crate::state::Gateway;
 use crate::{admin, changes, deliveries, protocol};
+
+/// The gateway as a [`Stage`]: what `main` and the tests start. Its handle is the shared
+/// state itself.
+#[derive(Debug)]
+pub struct GatewayStage(pub Arc<Gateway>);
+
+impl Stage for GatewayStage {
+    type Config = GatewayConfig;
+    type Handle = Arc<Gateway>;
+    const NAME: &'static str = "nearby-gateway";
+
+    fn addresses(config: &Self::Config) -> (Option<std::net::SocketAddr>, std::net::SocketAddr) {
+        (Some(config.listen), config.admin_listen)
+    }
+
+    async fn build(config: Self::Config) -> anyhow::Result<Self> {
+        Gateway::build(config).await.map(GatewayStage)
+    }
+
+    fn handle(&self) -> Self::Handle {
+        self.0.clone()
+    }
+
+    fn run(
+        self,
+        listeners: Listeners,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        self.0.run(listeners, shutdown)
+    }
+}
 
 impl Gateway {
     /// Serves clients on the client listener and operators on the admin one, and consumes the

@@ -159,6 +159,32 @@ impl HistorySink {
     }
 }
 
+impl nearby_common::stage::Stage for HistorySink {
+    type Config = SinkConfig;
+    type Handle = Arc<SinkStatus>;
+    const NAME: &'static str = "nearby-history-sink";
+
+    fn addresses(config: &Self::Config) -> (Option<std::net::SocketAddr>, std::net::SocketAddr) {
+        (None, config.admin_listen)
+    }
+
+    fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<Self>> + Send {
+        HistorySink::build(config)
+    }
+
+    fn handle(&self) -> Self::Handle {
+        self.status.clone()
+    }
+
+    fn run(
+        self,
+        listeners: Listeners,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        HistorySink::run(self, listeners, shutdown)
+    }
+}
+
 /// The loop's state: the consumer, what is in flight, and how writes report back.
 struct Running<'a> {
     sink: &'a HistorySink,

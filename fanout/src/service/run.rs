@@ -378,3 +378,29 @@ async fn keep_membership(
         }
     }
 }
+
+impl nearby_common::stage::Stage for FanoutService {
+    type Config = FanoutServiceConfig;
+    type Handle = Arc<Status>;
+    const NAME: &'static str = "nearby-fanout";
+
+    fn addresses(config: &Self::Config) -> (Option<std::net::SocketAddr>, std::net::SocketAddr) {
+        (None, config.admin_listen)
+    }
+
+    fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<Self>> + Send {
+        FanoutService::build(config)
+    }
+
+    fn handle(&self) -> Self::Handle {
+        self.status.clone()
+    }
+
+    fn run(
+        self,
+        listeners: Listeners,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        FanoutService::run(self, listeners, shutdown)
+    }
+}
