@@ -8,8 +8,8 @@
 # hard on the benchmark machine, which cannot be raised there), on both ends. So the sockets are
 # spread over gateway processes of SHARE (default 17,000) sockets each: the one scripts/run.sh
 # started (gw-1, port 8080) and as many more as needed (gw-2, gw-3, ... on ports 8083, 8084, ...,
-# admin ports 9083, 9084, ...), each driven by its own `measure idle` client from its own range
-# of source addresses. The extra gateways are stopped by their pids at the end.
+# admin ports 9083, 9084, ...), each driven by its own `nearby-loadgen measure idle` client from
+# its own range of source addresses. The extra gateways are stopped by their pids at the end.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,7 +23,9 @@ mkdir -p "$logs"
 
 curl -fsS http://127.0.0.1:9080/readyz >/dev/null ||
     { echo "bench-connections.sh: start scripts/run.sh first (no gateway on 9080)" >&2; exit 1; }
-cargo build --release --locked -p nearby-gateway --bin nearby-gateway -p nearby-loadgen --example measure
+# The same build as run.sh's (every binary of the workspace at once): building one package alone
+# unifies features differently and rebuilds shared dependencies.
+cargo build --release --locked --bins
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "--- open-file limit here: $(ulimit -n)"
 
@@ -62,7 +64,7 @@ for ((i = 1; i <= gateways; i++)); do
     else
         port=$((8081 + i)) admin=$((9081 + i)) pid=${extra_pids[i - 2]}
     fi
-    "$bin"/examples/measure --gateway "127.0.0.1:$port" --gateway-admin "127.0.0.1:$admin" \
+    "$bin"/nearby-loadgen measure --gateway "127.0.0.1:$port" --gateway-admin "127.0.0.1:$admin" \
         idle --connections "$n" --gateway-pid "$pid" --first-source "127.0.0.$((2 + 10 * (i - 1)))" \
         --settle-secs $((hold / 2)) --hold-secs $((hold / 2)) >"$logs/connections-$i.log" 2>&1 &
     client_pids+=($!)

@@ -1,5 +1,6 @@
 //! `nearby-loadgen`: drives a running Nearby Friends system (or the Redis Pub/Sub baseline) with
-//! simulated people, and reports what it measured.
+//! simulated people, and reports what it measured; and the other measurement tools (`measure`,
+//! `rebuild`, `sink-throughput`).
 
 use clap::{Parser, Subcommand};
 
@@ -26,11 +27,24 @@ enum Command {
     /// A flag given twice takes its last value, as for `run`.
     #[command(args_override_self = true)]
     Baseline(Box<nearby_loadgen::baseline::BaselineArgs>),
+    /// Measures a running Nearby Friends system: idle memory and end-to-end latency.
+    Measure(nearby_loadgen::measure::MeasureArgs),
+    /// Times a new fanout instance's table rebuild from the location topic.
+    Rebuild(Box<nearby_loadgen::rebuild::RebuildArgs>),
+    /// The history sink's rows/s against a plain loop of concurrent inserts.
+    SinkThroughput(nearby_loadgen::sink_throughput::SinkThroughputArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Measure(args) => {
+            tokio::runtime::Runtime::new()?.block_on(nearby_loadgen::measure::run(&args))
+        }
+        Command::Rebuild(args) => nearby_loadgen::rebuild::run(&args),
+        Command::SinkThroughput(args) => {
+            tokio::runtime::Runtime::new()?.block_on(nearby_loadgen::sink_throughput::run(&args))
+        }
         Command::City(config) => {
             let city = nearby_loadgen::sim::City::new(&config);
             println!(

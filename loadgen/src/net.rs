@@ -1,5 +1,6 @@
-//! The client side of the wire: tokens, a minimal HTTP/1.1 call, and WebSocket connections from
-//! a chosen 127.0.0.x source address (so many sockets do not exhaust one address's ports).
+//! The client side of the wire: tokens, a minimal HTTP/1.1 call, a stage's readiness, and
+//! WebSocket connections, from a chosen 127.0.0.x source address (so many sockets do not exhaust
+//! one address's ports) or from the kernel's; and the names a run gives what it creates.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -28,6 +29,12 @@ pub use nearby_common::clock::now_us;
 pub fn user_base() -> i64 {
     use rand::Rng;
     rand::rng().random_range(1_000_000_000_000_i64..4_000_000_000_000_000_000)
+}
+
+/// A fresh name: `prefix` and 16 random hex digits (topics, keyspaces, groups of one run).
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}{}", &id[..16])
 }
 
 /// A minimal HTTP/1.1 call (`nearby_common::http::request`, 30 s at most for each step):
@@ -76,16 +83,39 @@ pub async fn connect_from(
             .bind(SocketAddr::new(source.into(), 0))
             .with_context(|| format!("bind {source}"))?;
         let stream = socket.connect(gateway).await.context("connect")?;
-        stream.set_nodelay(true)?;
-        let url = format!("ws://{gateway}/v1/ws?access_token={token}");
-        // tungstenite's default 128 KiB read buffer would make this client, not the gateway,
-        // the memory hog; frames here are small.
-        let config = WebSocketConfig::default().read_buffer_size(4096);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-            .await
-            .context("upgrade")?;
-        anyhow::Ok(ws)
+        upgrade(stream, gateway, token).await
     };
+    within_connect_timeout(connect).await
+}
+
+/// A WebSocket to `gateway`'s `/v1/ws` from whatever address the kernel picks (a few sockets,
+/// where source ports cannot run out); otherwise as [`connect_from`].
+pub async fn connect(gateway: SocketAddr, token: &str) -> anyhow::Result<Ws> {
+    let connect = async {
+        let stream = TcpStream::connect(gateway).await.context("connect")?;
+        upgrade(stream, gateway, token).await
+    };
+    within_connect_timeout(connect).await
+}
+
+/// The WebSocket upgrade of a connected `stream`, with the token in the query.
+async fn upgrade(stream: TcpStream, gateway: SocketAddr, token: &str) -> anyhow::Result<Ws> {
+    stream.set_nodelay(true)?;
+    let url = format!("ws://{gateway}/v1/ws?access_token={token}");
+    // tungstenite's default 128 KiB read buffer would make this client, not the gateway,
+    // the memory hog; frames here are small.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+        .await
+        .context("upgrade")?;
+    Ok(ws)
+}
+
+/// `connect` within [`CONNECT_TIMEOUT`]: a gateway out of file descriptors leaves sockets in
+/// its backlog, unanswered.
+async fn within_connect_timeout(
+    connect: impl Future<Output = anyhow::Result<Ws>>,
+) -> anyhow::Result<Ws> {
     tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("no handshake within {CONNECT_TIMEOUT:?}")))

@@ -42,7 +42,13 @@ pub fn pairs(city: &City) -> Vec<(usize, usize)> {
 }
 
 /// Makes `a` and `b` accepted friends through the API (both profiles must exist).
-async fn befriend(gateway: SocketAddr, ta: &str, tb: &str, a: i64, b: i64) -> anyhow::Result<()> {
+pub async fn befriend(
+    gateway: SocketAddr,
+    ta: &str,
+    tb: &str,
+    a: i64,
+    b: i64,
+) -> anyhow::Result<()> {
     for (t, other, want) in [(ta, b, "requested"), (tb, a, "accepted")] {
         let path = format!("/v1/me/friends/{other}");
         let (status, body) = net::http(gateway, "PUT", &path, Some(t), "").await?;

@@ -19,8 +19,9 @@ pub struct Latency {
     pub mean_ms: Option<f64>,
 }
 
-/// Percentile `q` (0..=1) by nearest rank over sorted samples.
-pub fn percentile(sorted: &[f32], q: f64) -> Option<f64> {
+/// Percentile `q` (0..=1) by nearest rank over sorted samples (`f32` for a run's many, `f64`
+/// for the few of `measure`).
+pub fn percentile<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
@@ -30,7 +31,7 @@ pub fn percentile(sorted: &[f32], q: f64) -> Option<f64> {
         clippy::cast_precision_loss
     )]
     let rank = (q * sorted.len() as f64).ceil() as usize;
-    Some(f64::from(sorted[rank.clamp(1, sorted.len()) - 1]))
+    Some(sorted[rank.clamp(1, sorted.len()) - 1].into())
 }
 
 /// Sorts `samples` and summarizes them.

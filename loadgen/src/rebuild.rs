@@ -1,13 +1,13 @@
-//! How long a NEW fanout instance takes to rebuild its table of every active user's latest
-//! position from the location topic, per million active users, and what it costs in CPU and
-//! memory.
+//! `nearby-loadgen rebuild`: how long a NEW fanout instance takes to rebuild its table of every
+//! active user's latest position from the location topic, per million active users, and what it
+//! costs in CPU and memory.
 //!
 //! Setup (not measured): a fresh topic prefix (the location topic and the friendship-events
 //! topic), a fresh CQL keyspace with the user store's schema, and N users' position reports
 //! produced as the gateway's ingest produces them (the `LocationEvent` Avro record, keyed by the
 //! user id, murmur2 partitioner, current timestamps, the gateway id of a socket report). The
-//! producing runs in a child process (this program again), so its memory and CPU are not this
-//! process's.
+//! producing runs in a child process (`nearby-loadgen rebuild` again), so its memory and CPU are
+//! not this process's.
 //!
 //! Measured: a real `FanoutService` in this process, from `build` until its status says ready
 //! (the table reader reached the end the topic had at start, and whatever else readiness asks),
@@ -22,7 +22,7 @@
 //!
 //! ```text
 //! eval "$(stack/stack.sh env)"
-//! cargo run --release -p nearby-fanout --example rebuild -- --users 1000000
+//! nearby-loadgen rebuild --users 1000000
 //! ```
 //!
 //! Extra fanout flags go through `--fanout`, e.g. `--fanout=--graph-loads=64`; `RUST_LOG` sets
@@ -32,10 +32,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Args, Parser};
+use nearby_common::clock::now_ms;
 use nearby_common::kafka::{self, TopicSpec};
 use nearby_common::procfs;
 use nearby_common::redis_store::LocationCache;
+use nearby_common::stack::StackArgs;
 use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
 use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
 use rand::Rng;
@@ -46,13 +48,21 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::net;
+
 /// Where the users stand: a box of about 30 km around San Francisco.
 const HOME: (f64, f64) = (37.7749, -122.4194);
 const HALF_BOX_DEG: (f64, f64) = (0.135, 0.17);
 
-#[derive(Debug, Parser)]
-#[command(about = "Times a new fanout instance's table rebuild from the location topic")]
-struct Args {
+/// The flags of `rebuild`. Of the stack's addresses it uses Kafka's, the CQL store's and
+/// Redis's (the keyspace and topic prefix are its own, fresh ones).
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("cql_keyspace", |a| a.hide(true)),
+    mut_arg("topic_prefix", |a| a.hide(true)),
+    mut_arg("startup_timeout", |a| a.hide(true))
+)]
+pub struct RebuildArgs {
     /// Active users (each with a position within the TTL).
     #[arg(long, default_value_t = 200_000)]
     users: u64,
@@ -74,19 +84,9 @@ struct Args {
     /// An extra flag for the fanout service (repeatable), e.g. `--fanout=--graph-loads=64`.
     #[arg(long = "fanout", allow_hyphen_values = true)]
     fanout_args: Vec<String>,
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "NEARBY_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    kafka_brokers: String,
-    /// CQL contact points, comma-separated.
-    #[arg(long, env = "NEARBY_CQL_NODES", default_value = "127.0.0.1:9042")]
-    cql_nodes: String,
-    /// Redis URL of the latest-location cache.
-    #[arg(
-        long,
-        env = "NEARBY_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    redis_url: String,
+    /// Where Kafka, the CQL store and Redis are.
+    #[command(flatten)]
+    stack: StackArgs,
     /// Internal: produce the users' reports into this topic and exit (the child process).
     #[arg(long, hide = true)]
     produce_into: Option<String>,
@@ -106,10 +106,11 @@ struct Run {
     user_base: i64,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs `rebuild` (or, in the child process, produces the users' reports) and prints what it
+/// measured.
+pub fn run(args: &RebuildArgs) -> anyhow::Result<()> {
     if let Some(topic) = &args.produce_into {
-        return produce(&args, topic);
+        return produce(args, topic);
     }
     // The service's own lines (and every warning), without the driver's chatter.
     tracing_subscriber::fmt()
@@ -119,18 +120,12 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    tokio::runtime::Runtime::new()?.block_on(measure_and_clean(&args))
+    tokio::runtime::Runtime::new()?.block_on(measure_and_clean(args))
 }
 
-/// Epoch ms by the system clock.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-async fn measure_and_clean(args: &Args) -> anyhow::Result<()> {
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+/// Measures, then deletes what the run created whether or not it succeeded.
+async fn measure_and_clean(args: &RebuildArgs) -> anyhow::Result<()> {
+    let suffix = &net::unique("")[..12];
     let prefix = format!("rebuild.{suffix}");
     let topics = nearby_common::Topics::new(&prefix)?;
     let run = Run {
@@ -138,7 +133,7 @@ async fn measure_and_clean(args: &Args) -> anyhow::Result<()> {
         friendship_topic: topics.friendship_events(),
         keyspace: format!("rebuild_{suffix}"),
         group: format!("rebuild-fanout-{suffix}"),
-        user_base: nearby_testkit::names::user_base(),
+        user_base: net::user_base(),
         prefix,
     };
     let result = measure(args, &run).await;
@@ -148,8 +143,9 @@ async fn measure_and_clean(args: &Args) -> anyhow::Result<()> {
     result
 }
 
-#[allow(clippy::cast_precision_loss)]
-async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
+/// Sets up, then times a new instance from `build` to ready, and prints the figures.
+#[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
+async fn measure(args: &RebuildArgs, run: &Run) -> anyhow::Result<()> {
     let users = args.users;
     let events = users * args.reports_per_user;
     println!(
@@ -159,7 +155,7 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
 
     // Setup: topics, keyspace, the users' reports.
     let started = Instant::now();
-    let admin = kafka::admin_client(&args.kafka_brokers)?;
+    let admin = kafka::admin_client(&args.stack.kafka_brokers)?;
     let retention = Duration::from_secs(3600);
     kafka::ensure_topics(
         &admin,
@@ -179,8 +175,7 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let nodes: Vec<String> = args.cql_nodes.split(',').map(str::to_owned).collect();
-    let session = nearby_common::cql::connect(&nodes).await?;
+    let session = nearby_common::cql::connect(&args.stack.cql_nodes).await?;
     nearby_common::users::create_schema(&session, &run.keyspace, 1).await?;
     drop(session);
     println!(
@@ -190,13 +185,14 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let status = std::process::Command::new(std::env::current_exe()?)
+        .arg("rebuild")
         .args([
             format!("--produce-into={}", run.location_topic),
             format!("--user-base={}", run.user_base),
             format!("--users={users}"),
             format!("--reports-per-user={}", args.reports_per_user),
             format!("--gateway={}", args.gateway),
-            format!("--kafka-brokers={}", args.kafka_brokers),
+            format!("--kafka-brokers={}", args.stack.kafka_brokers),
         ])
         .status()
         .context("starting the producing child")?;
@@ -214,9 +210,9 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
         format!("--cql-keyspace={}", run.keyspace),
         format!("--group-id={}", run.group),
         format!("--sweep-interval={}", args.sweep_interval),
-        format!("--kafka-brokers={}", args.kafka_brokers),
-        format!("--cql-nodes={}", args.cql_nodes),
-        format!("--redis-url={}", args.redis_url),
+        format!("--kafka-brokers={}", args.stack.kafka_brokers),
+        format!("--cql-nodes={}", args.stack.cql_nodes.join(",")),
+        format!("--redis-url={}", args.stack.redis_url),
     ];
     fanout_args.extend(args.fanout_args.iter().cloned());
     let config = FanoutServiceConfig::try_parse_from(fanout_args)?;
@@ -350,8 +346,8 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<()> {
 }
 
 /// Deletes the topics, the fanout group's offsets, the cache keys and the keyspace of `run`.
-async fn clean(args: &Args, run: &Run) -> anyhow::Result<()> {
-    let admin = kafka::admin_client(&args.kafka_brokers)?;
+async fn clean(args: &RebuildArgs, run: &Run) -> anyhow::Result<()> {
+    let admin = kafka::admin_client(&args.stack.kafka_brokers)?;
     kafka::delete_topics(&admin, &[&run.location_topic, &run.friendship_topic]).await?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let groups = admin.delete_groups(&[&run.group], &opts).await?;
@@ -366,7 +362,7 @@ async fn clean(args: &Args, run: &Run) -> anyhow::Result<()> {
 
     // The cache writes the instance made (if it owned partitions while it rebuilt).
     let cache = LocationCache::new(&run.prefix, 600);
-    let mut redis = nearby_common::redis_store::connect(&args.redis_url).await?;
+    let mut redis = nearby_common::redis_store::connect(&args.stack.redis_url).await?;
     let mut removed = 0_i64;
     let ids: Vec<i64> = (0..i64::try_from(args.users)?)
         .map(|i| run.user_base + i)
@@ -379,8 +375,7 @@ async fn clean(args: &Args, run: &Run) -> anyhow::Result<()> {
             .await?;
     }
 
-    let nodes: Vec<String> = args.cql_nodes.split(',').map(str::to_owned).collect();
-    let session = nearby_common::cql::connect(&nodes).await?;
+    let session = nearby_common::cql::connect(&args.stack.cql_nodes).await?;
     session
         .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", run.keyspace), ())
         .await?;
@@ -414,8 +409,8 @@ impl ProducerContext for Acks {
 
 /// The child process: every user's reports into `topic`, as fast as the producer takes them,
 /// each user's in order (round by round: all users' first report, then all their second).
-fn produce(args: &Args, topic: &str) -> anyhow::Result<()> {
-    let producer: ThreadedProducer<Acks> = kafka::producer_config(&args.kafka_brokers)
+fn produce(args: &RebuildArgs, topic: &str) -> anyhow::Result<()> {
+    let producer: ThreadedProducer<Acks> = kafka::producer_config(&args.stack.kafka_brokers)
         .set("queue.buffering.max.messages", "500000")
         .create_with_context(Acks::default())?;
     let mut rng = rand::rng();

@@ -1,27 +1,43 @@
-//! Sink throughput against a baseline, in one run on one machine: N rows written to
-//! `location_history` by (1) a plain loop of concurrent prepared inserts with the same driver
-//! and the same concurrency, and (2) the sink reading the same N records from a Kafka topic.
-//! Each writes into its own fresh keyspace of the running Cassandra; after a discarded warm-up
-//! run, the baseline runs before and after the sink, so drift shows.
+//! `nearby-loadgen sink-throughput`: the history sink's throughput against a baseline, in one
+//! run on one machine: N rows written to `location_history` by (1) a plain loop of concurrent
+//! prepared inserts with the same driver and the same concurrency, and (2) the sink reading the
+//! same N records from a Kafka topic. Each writes into its own fresh keyspace of the running
+//! Cassandra; after a discarded warm-up run, the baseline runs before and after the sink, so
+//! drift shows.
 //!
 //! ```text
 //! eval "$(stack/stack.sh env)"
-//! cargo run --release -p nearby-history-sink --example throughput -- --rows 100000
+//! nearby-loadgen sink-throughput --rows 100000
 //! ```
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use anyhow::Context;
+use clap::{Args, Parser};
+use nearby_common::clock::now_ms;
 use nearby_common::history::{HistoryRow, HistoryStore};
-use nearby_history_sink::{HistorySink, SinkConfig};
+use nearby_common::stack::StackArgs;
+use nearby_history_sink::{HistorySink, SinkConfig, SinkStatus};
 use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
-use nearby_testkit::{brokers, cql_nodes, now_ms, unique};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Parser)]
-struct Args {
+use crate::net::unique;
+
+/// The flags of `sink-throughput`. Of the stack's addresses it uses Kafka's and the CQL
+/// store's (the keyspaces and topic prefix are its own, fresh ones).
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("cql_keyspace", |a| a.hide(true)),
+    mut_arg("redis_url", |a| a.hide(true)),
+    mut_arg("topic_prefix", |a| a.hide(true)),
+    mut_arg("startup_timeout", |a| a.hide(true))
+)]
+pub struct SinkThroughputArgs {
     /// Rows each contender writes.
     #[arg(long, default_value_t = 100_000)]
     rows: usize,
@@ -34,8 +50,12 @@ struct Args {
     /// Partitions of the topic the sink reads.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// Where Kafka and the CQL store are.
+    #[command(flatten)]
+    stack: StackArgs,
 }
 
+/// The `i`-th row of a contender: 10,000 users, one row a millisecond from `t0` on.
 #[allow(clippy::cast_precision_loss)]
 fn row(i: usize, t0: i64) -> HistoryRow {
     let n = i64::try_from(i).unwrap_or(i64::MAX);
@@ -49,24 +69,32 @@ fn row(i: usize, t0: i64) -> HistoryRow {
     }
 }
 
+/// The baseline: `rows` rows by concurrent prepared inserts into a fresh keyspace; rows/s.
 #[allow(clippy::cast_precision_loss)]
-async fn baseline(nodes: &[String], rows: usize, concurrency: usize, t0: i64) -> f64 {
+async fn baseline(
+    nodes: &[String],
+    rows: usize,
+    concurrency: usize,
+    t0: i64,
+) -> anyhow::Result<f64> {
     let keyspace = unique("bench_base_");
-    let session = nearby_common::cql::connect(nodes).await.expect("cql");
+    let session = nearby_common::cql::connect(nodes)
+        .await
+        .context("connecting to the CQL store")?;
     nearby_common::cql::create_keyspace(&session, &keyspace, 1)
         .await
-        .expect("keyspace");
+        .with_context(|| format!("creating keyspace {keyspace}"))?;
     nearby_common::history::create_table(&session, &keyspace)
         .await
-        .expect("table");
-    let store = std::sync::Arc::new(HistoryStore::new(session, &keyspace).await.expect("store"));
+        .with_context(|| format!("creating the history table in {keyspace}"))?;
+    let store = Arc::new(HistoryStore::new(session, &keyspace).await?);
     // A task per insert, at most `concurrency` at once: the fastest plain loop on a
     // multi-threaded runtime (one task polling all futures would use one core).
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let permits = Arc::new(Semaphore::new(concurrency));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(rows);
     for i in 0..rows {
-        let permit = permits.clone().acquire_owned().await.expect("open");
+        let permit = permits.clone().acquire_owned().await?;
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let failed = store.insert(&row(i, t0)).await.is_err();
@@ -76,24 +104,42 @@ async fn baseline(nodes: &[String], rows: usize, concurrency: usize, t0: i64) ->
     }
     let mut failures = 0;
     for t in tasks {
-        failures += usize::from(t.await.expect("task"));
+        failures += usize::from(t.await?);
     }
     let secs = started.elapsed().as_secs_f64();
-    assert_eq!(failures, 0, "baseline writes failed");
-    rows as f64 / secs
+    anyhow::ensure!(failures == 0, "{failures} baseline writes failed");
+    Ok(rows as f64 / secs)
 }
 
-#[tokio::main]
+/// Waits, looking every `poll`, until the sink has written `rows` rows; a sink that stops
+/// before ends the wait with its error.
+async fn wait_for_rows(
+    status: &SinkStatus,
+    task: &mut JoinHandle<anyhow::Result<()>>,
+    rows: u64,
+    poll: Duration,
+) -> anyhow::Result<()> {
+    while status.rows.load(Ordering::Relaxed) < rows {
+        if task.is_finished() {
+            task.await??;
+            anyhow::bail!("the sink stopped before it wrote {rows} rows");
+        }
+        tokio::time::sleep(poll).await;
+    }
+    Ok(())
+}
+
+/// Produces the sink's input, runs the baseline, the sink and the baseline again, and prints
+/// their rates.
 #[allow(clippy::cast_precision_loss)]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let (brokers, nodes) = (brokers(), cql_nodes());
+pub async fn run(args: &SinkThroughputArgs) -> anyhow::Result<()> {
+    let (brokers, nodes) = (&args.stack.kafka_brokers, &args.stack.cql_nodes);
     let t0 = now_ms() - 3_600_000;
 
     // The sink's input, produced up front so reading never waits for it.
     let prefix = unique("bench.");
-    let topic = format!("{prefix}.location-updates");
-    let admin = nearby_common::kafka::admin_client(&brokers)?;
+    let topic = nearby_common::Topics::new(&prefix)?.location_updates();
+    let admin = nearby_common::kafka::admin_client(brokers)?;
     nearby_common::kafka::ensure_topics(
         &admin,
         &[nearby_common::kafka::TopicSpec {
@@ -104,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
         }],
     )
     .await?;
-    let producer: FutureProducer = nearby_common::kafka::producer_config(&brokers)
+    let producer: FutureProducer = nearby_common::kafka::producer_config(brokers)
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
     for i in 0..args.rows {
@@ -121,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
             }),
         };
         let payload = nearby_schemas::to_vec(&event)?;
-        let key = r.user_id.to_string();
+        let key = nearby_common::ids::user_key(r.user_id);
         // Enqueued without waiting for the ack; flushed below.
         drop(producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)));
     }
@@ -132,39 +178,35 @@ async fn main() -> anyhow::Result<()> {
     );
 
     if args.warmup_rows > 0 {
-        let warm = baseline(&nodes, args.warmup_rows, args.concurrency, t0).await;
+        let warm = baseline(nodes, args.warmup_rows, args.concurrency, t0).await?;
         println!("  warm-up (discarded):                          {warm:.0} rows/s");
     }
-    let before = baseline(&nodes, args.rows, args.concurrency, t0).await;
+    let before = baseline(nodes, args.rows, args.concurrency, t0).await?;
     println!("  baseline (plain concurrent prepared inserts): {before:.0} rows/s");
 
     let keyspace = unique("bench_sink_");
-    let config = SinkConfig::parse_from([
+    let config = SinkConfig::try_parse_from([
         "nearby-history-sink".to_owned(),
         format!("--topic-prefix={prefix}"),
         format!("--cql-keyspace={keyspace}"),
         format!("--group-id={}", unique("bench-sink-")),
         format!("--max-in-flight={}", args.concurrency),
         format!("--kafka-brokers={brokers}"),
-        format!("--cql-nodes={}", nodes[0]),
-    ]);
+        format!("--cql-nodes={}", nodes.join(",")),
+    ])?;
     let shutdown = CancellationToken::new();
     let sink = HistorySink::build(config).await?;
     let status = sink.status.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let task = tokio::spawn(sink.run(
+    let mut task = tokio::spawn(sink.run(
         nearby_common::stage::Listeners::admin(listener),
         shutdown.clone().into(),
     ));
     // Timed from its first row to its last (the group join before it writes nothing).
     let rows = args.rows as u64;
-    while status.rows.load(Ordering::Relaxed) == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_for_rows(&status, &mut task, 1, Duration::from_millis(1)).await?;
     let started = Instant::now();
-    while status.rows.load(Ordering::Relaxed) < rows {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_rows(&status, &mut task, rows, Duration::from_millis(5)).await?;
     let sink_rate = rows as f64 / started.elapsed().as_secs_f64();
     shutdown.cancel();
     task.await??;
@@ -173,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
         status.retries.load(Ordering::Relaxed)
     );
 
-    let after = baseline(&nodes, args.rows, args.concurrency, t0).await;
+    let after = baseline(nodes, args.rows, args.concurrency, t0).await?;
     println!("  baseline again:                               {after:.0} rows/s");
     let base = f64::midpoint(before, after);
     println!(
