@@ -117,13 +117,7 @@ impl Percentiles {
     /// Nearest-rank percentiles of `samples`.
     pub fn of(mut samples: Vec<f64>) -> Percentiles {
         samples.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            if samples.is_empty() {
-                return f64::NAN;
-            }
-            let rank = (q * samples.len() as f64).ceil() as usize;
-            samples[rank.clamp(1, samples.len()) - 1]
-        };
+        let at = |q: f64| crate::stats::percentile(&samples, q).unwrap_or(f64::NAN);
         Percentiles {
             count: samples.len(),
             p50: at(0.5),
