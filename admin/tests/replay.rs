@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use nearby_admin::replay::time;
 use nearby_common::redis_store::{LatestLocation, LocationCache};
-use nearby_schemas::{Connected, Disconnected, LocationBody, LocationEvent};
-use nearby_testkit::events::gateway_position;
+use nearby_schemas::LocationEvent;
+use nearby_testkit::events::{self, gateway_position};
 use nearby_testkit::process::{admin, stdout};
 use nearby_testkit::records::{produce, produce_events};
 use nearby_testkit::topics::{create_topic, delete_topic};
@@ -298,24 +298,9 @@ async fn replay_cache_restores_every_active_users_newest_position() {
     let now = now_ms();
     let min = 60_000;
     let ttl_ms = 10 * min;
-    let connected = |user, ts| LocationEvent {
-        user_id: user,
-        gateway_id: Some("gw-a".into()),
-        ts,
-        received_at: ts,
-        body: LocationBody::Connected(Connected {
-            session_id: "s1".into(),
-        }),
-    };
-    let disconnected = |user, ts| LocationEvent {
-        user_id: user,
-        gateway_id: Some("gw-a".into()),
-        ts,
-        received_at: ts,
-        body: LocationBody::Disconnected(Disconnected {
-            session_id: "s1".into(),
-        }),
-    };
+    // Sockets of one session on gw-a.
+    let connected = |user, ts| events::connected(user, ts, "gw-a", "s1");
+    let disconnected = |user, ts| events::disconnected(user, ts, "gw-a", "s1");
     let events = vec![
         // 3: its only report is older than the TTL (first on its partition: not even read).
         (

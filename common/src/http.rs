@@ -18,17 +18,34 @@ pub async fn request(
     body: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
+    let answer = exchange(addr, &request_text(method, path, token, body), timeout).await?;
+    Ok(parse_response(&answer))
+}
+
+/// The text of the request [`request`] sends: `method path` with a bearer `token` and a JSON
+/// `body`, if any, on a connection of its own (`Connection: close`).
+pub fn request_text(method: &str, path: &str, token: Option<&str>, body: &str) -> String {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Sends the whole request `req` (as [`request_text`] writes it) to `addr` and returns the whole
+/// answer as it came: status line, headers and body, for a caller that reads the headers too
+/// ([`parse_headers`]). Connecting and the exchange each have `timeout`, as in [`request`].
+pub async fn exchange(
+    addr: impl ToSocketAddrs,
+    req: &str,
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
     let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time");
     let mut s = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| timed_out())??;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
     let mut buf = Vec::new();
     let exchange = async {
         s.write_all(req.as_bytes()).await?;
@@ -37,7 +54,21 @@ pub async fn request(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| timed_out())??;
-    Ok(parse_response(&buf))
+    Ok(buf)
+}
+
+/// The headers of a whole HTTP/1.1 response, in order: names lower-cased, values trimmed.
+pub fn parse_headers(buf: &[u8]) -> Vec<(String, String)> {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..split])
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect()
 }
 
 /// Status and body of a whole HTTP/1.1 response (a chunked body is decoded).
@@ -93,6 +124,10 @@ mod tests {
         );
         let chunked = b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
         assert_eq!(parse_response(chunked), (202, "{\"a\":1}".to_owned()));
+        assert_eq!(
+            parse_headers(chunked),
+            [("transfer-encoding".to_owned(), "chunked".to_owned())]
+        );
         assert_eq!(parse_response(b""), (0, String::new()));
     }
 }

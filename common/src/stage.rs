@@ -86,10 +86,7 @@ impl Listeners {
     }
 
     /// Binds the given addresses (port 0 picks a free port). Errors name the address.
-    pub async fn bind(
-        client: Option<SocketAddr>,
-        admin: SocketAddr,
-    ) -> std::io::Result<Self> {
+    pub async fn bind(client: Option<SocketAddr>, admin: SocketAddr) -> std::io::Result<Self> {
         let named = |addr, e: std::io::Error| {
             std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
         };

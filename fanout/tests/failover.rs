@@ -18,7 +18,7 @@ use nearby_common::partition::partition_of_user;
 use nearby_schemas::{
     Connected, DeliveryBatch, DeliveryPayload, LocationBody, LocationEvent, PositionReport,
 };
-use nearby_testkit::client::get;
+use nearby_testkit::client::{get, sample};
 use nearby_testkit::process::Process;
 use nearby_testkit::{brokers, cql_nodes, now_ms, unique};
 use rdkafka::Message;
@@ -259,10 +259,7 @@ async fn a_killed_instance_is_replaced_within_the_session_timeout_and_a_new_one_
     // The survivor sent again the state of the users who reported since the dead one's last
     // commit, on the partitions it took over.
     let (_, metrics) = get(second.admin, "/metrics").await;
-    let refreshed = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("nearby_fanout_refreshed_total "))
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let refreshed = sample(&metrics, "nearby_fanout_refreshed_total");
     assert!(
         refreshed.is_some_and(|n| n > 0),
         "the survivor refreshed the taken-over users: {refreshed:?}"
@@ -274,10 +271,7 @@ async fn a_killed_instance_is_replaced_within_the_session_timeout_and_a_new_one_
     tokio::time::sleep(Duration::from_secs(10)).await;
     // The third owns a share now.
     let (_, metrics) = get(third.admin, "/metrics").await;
-    let owned = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("nearby_fanout_owned_partitions "))
-        .and_then(|v| v.trim().parse::<i64>().ok());
+    let owned = sample(&metrics, "nearby_fanout_owned_partitions");
     assert!(
         owned.is_some_and(|n| n > 0),
         "the third instance owns partitions: {owned:?}"

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use nearby_common::history::HistoryRow;
+use nearby_common::redis_store::LatestLocation;
 use nearby_schemas::LocationBody;
 use nearby_testkit::pipeline::*;
 use nearby_testkit::records::topic_records;
@@ -23,6 +24,13 @@ fn item(north_m: f64, ts: i64) -> Value {
 async fn upload(gw: &TestGateway, u: i64, locations: Vec<Value>) -> (u16, Value) {
     let body = json!({ "locations": locations }).to_string();
     gw.call(u, "POST", "/v1/me/locations", Some(&body)).await
+}
+
+/// `u`'s latest position in the gateway's location cache (what a page is built from).
+async fn cached(gw: &TestGateway, u: i64) -> Option<LatestLocation> {
+    let mut redis = gw.gw.pager.redis.clone();
+    let cached = gw.gw.pager.cache.get_many(&mut redis, &[u]).await;
+    cached.expect("redis")[0]
 }
 
 #[tokio::test]
@@ -206,10 +214,7 @@ async fn uploads_are_rate_limited_per_user() {
 #[tokio::test]
 async fn an_older_upload_never_replaces_a_newer_position() {
     let (gw, fanout) = system(&[], &[]).await;
-    let (a, b) = (user(), user());
-    befriend(&gw, a, b).await;
-    let mut ca = gw.connect(a).await;
-    let mut cb = gw.connect(b).await;
+    let (a, _, mut ca, mut cb) = connected_friends(&gw, &gw).await;
     at_home(&mut cb).await;
 
     // A reports live at T, 100 m north; B sees it.
@@ -257,15 +262,7 @@ async fn an_older_upload_never_replaces_a_newer_position() {
             .any(|f| f["type"] == "friend_location" && f["user_id"] == a_id.as_str()),
         "{frames:?}"
     );
-    let mut redis = gw.gw.pager.redis.clone();
-    let cached = gw
-        .gw
-        .pager
-        .cache
-        .get_many(&mut redis, &[a])
-        .await
-        .expect("redis");
-    let latest = cached[0].expect("A's latest position");
+    let latest = cached(&gw, a).await.expect("A's latest position");
     assert_eq!(latest.ts, t);
     let (lat, lon) = north(100.0);
     assert!(
@@ -282,14 +279,7 @@ async fn an_older_upload_never_replaces_a_newer_position() {
         .expect("B sees the upload");
     assert_eq!(seen["updated_at"], t2);
     assert_distance(&seen, HOME, north(2_000.0));
-    let cached = gw
-        .gw
-        .pager
-        .cache
-        .get_many(&mut redis, &[a])
-        .await
-        .expect("redis");
-    assert_eq!(cached[0].expect("A's latest").ts, t2);
+    assert_eq!(cached(&gw, a).await.expect("A's latest").ts, t2);
 
     drop((ca, cb));
     fanout.stop().await;

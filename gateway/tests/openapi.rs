@@ -99,14 +99,8 @@ fn documented_operations(doc: &Value) -> BTreeMap<String, Value> {
 
 /// Checks one answer against the operation's documentation: the status is listed, the
 /// content type is the documented one, and a JSON body fits the documented schema.
-fn check_answer(
-    doc: &Value,
-    op_name: &str,
-    op: &Value,
-    status: u16,
-    ctype: Option<&str>,
-    body: &str,
-) {
+fn check_answer(doc: &Value, op_name: &str, op: &Value, answer: &Answer) {
+    let (status, ctype, body) = (answer.status, answer.ctype.as_deref(), &*answer.body);
     let response = &op["responses"][status.to_string()];
     assert!(
         response.is_object(),
@@ -387,14 +381,7 @@ async fn the_served_specs_are_valid_and_every_documented_call_answers_as_documen
             answer.status,
             answer.body
         );
-        check_answer(
-            &doc,
-            name,
-            op,
-            answer.status,
-            answer.ctype.as_deref(),
-            &answer.body,
-        );
+        check_answer(&doc, name, op, answer);
         exercised.insert(name.clone());
     }
 
@@ -412,14 +399,7 @@ async fn the_served_specs_are_valid_and_every_documented_call_answers_as_documen
             "{name} without a token: {}",
             answer.body
         );
-        check_answer(
-            &doc,
-            name,
-            op,
-            answer.status,
-            answer.ctype.as_deref(),
-            &answer.body,
-        );
+        check_answer(&doc, name, op, &answer);
         let body: Value = serde_json::from_str(&answer.body).expect("JSON error");
         assert_eq!(body["error"]["code"], "unauthorized", "{name}");
     }

@@ -13,47 +13,19 @@ use std::time::Duration;
 
 use nearby_common::history::HistoryStore;
 use nearby_history_sink::SinkStatus;
-use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
+use nearby_testkit::client::sample;
+use nearby_testkit::events::position;
 use nearby_testkit::topics::location_topic;
-use nearby_testkit::{TestSink, brokers, cql_nodes, now_ms, unique};
+use nearby_testkit::{SinkNames, TestSink, cql_nodes, now_ms};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-/// Names of one test's topic, keyspace and group.
-struct Names {
-    brokers: String,
-    prefix: String,
-    keyspace: String,
-    group: String,
-}
-
-impl Names {
-    fn new() -> Self {
-        Self {
-            brokers: brokers(),
-            prefix: unique("test."),
-            keyspace: unique("test_hist_"),
-            group: unique("test-sink-"),
-        }
-    }
-
-    fn topic(&self) -> String {
-        format!("{}.location-updates", self.prefix)
-    }
-
-    /// One sink instance in-process, returned as soon as it runs (the tests watch it become
-    /// ready).
-    async fn start(&self) -> TestSink {
-        TestSink::spawn(&self.prefix, &self.keyspace, &self.group, &[]).await
-    }
-
-    /// The group's committed offset and the end, per partition (`nearby-admin lag`'s reading).
-    fn committed_and_ends(&self) -> Vec<(i32, Option<i64>, i64)> {
-        nearby_common::kafka::group_lag(&self.brokers, &self.group, &self.topic())
-            .unwrap()
-            .into_iter()
-            .map(|p| (p.partition, p.committed, p.high))
-            .collect()
-    }
+/// The group's committed offset and the end, per partition (`nearby-admin lag`'s reading).
+fn committed_and_ends(names: &SinkNames) -> Vec<(i32, Option<i64>, i64)> {
+    nearby_common::kafka::group_lag(&names.brokers, &names.group, &names.topic())
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.partition, p.committed, p.high))
+        .collect()
 }
 
 /// `GET path` on an admin port: the status code and the body.
@@ -61,12 +33,6 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     nearby_common::http::request(addr, "GET", path, None, "", Duration::from_secs(10))
         .await
         .unwrap()
-}
-
-/// The page's value of an unlabelled sample `name`.
-fn sample(page: &str, name: &str) -> Option<i64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// The page's `nearby_history_sink_lag{partition="N"} V` samples: N → V.
@@ -101,21 +67,6 @@ async fn metrics_until(
     }
 }
 
-fn position(user: i64, ts: i64) -> Vec<u8> {
-    nearby_schemas::to_vec(&LocationEvent {
-        user_id: user,
-        gateway_id: None,
-        ts,
-        received_at: ts,
-        body: LocationBody::Position(PositionReport {
-            lat: 40.0 + (ts % 1000) as f64 / 1e4,
-            lon: -3.7,
-            accuracy_m: None,
-        }),
-    })
-    .unwrap()
-}
-
 /// Produces a position of `user` at `ts`, on `partition` if given (else where its key goes).
 async fn produce(
     producer: &FutureProducer,
@@ -124,7 +75,9 @@ async fn produce(
     ts: i64,
     partition: Option<i32>,
 ) {
-    let (key, payload) = (user.to_string(), position(user, ts));
+    let at = (40.0 + (ts % 1000) as f64 / 1e4, -3.7);
+    let payload = nearby_schemas::to_vec(&position(user, ts, at)).unwrap();
+    let key = user.to_string();
     let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
     if let Some(p) = partition {
         record = record.partition(p);
@@ -165,9 +118,9 @@ async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
     const PARTITIONS: i32 = 3;
     const USERS: i64 = 12;
     const RECORDS: i64 = 120;
-    let names = Names::new();
+    let names = SinkNames::fresh();
     let topic = location_topic(&names.prefix, PARTITIONS).await;
-    let sink = names.start().await;
+    let sink = names.spawn().await;
 
     // Ready with no record on the topic: the group assigned the partitions.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -216,7 +169,7 @@ async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
             && lags(page) == (0..PARTITIONS).map(|p| (p, 0)).collect()
     })
     .await;
-    let ends: i64 = names.committed_and_ends().iter().map(|e| e.2).sum();
+    let ends: i64 = committed_and_ends(&names).iter().map(|e| e.2).sum();
     assert_eq!(ends, RECORDS, "every record on the topic:\n{page}");
 
     // Stopping: not ready any more, nothing abandoned, the group at the end of every partition.
@@ -224,7 +177,7 @@ async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
     sink.task.await.unwrap().unwrap();
     assert!(!sink.status.is_ready());
     assert_eq!(sink.status.abandoned.load(Ordering::Relaxed), 0);
-    for (p, committed, end) in names.committed_and_ends() {
+    for (p, committed, end) in committed_and_ends(&names) {
         assert_eq!(committed, Some(end), "partition {p}");
     }
 }
@@ -234,9 +187,9 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
     const PARTITIONS: i32 = 4;
     const USERS: i64 = 40;
     const RATE: u64 = 200; // records a second
-    let names = Names::new();
+    let names = SinkNames::fresh();
     let topic = location_topic(&names.prefix, PARTITIONS).await;
-    let a = names.start().await;
+    let a = names.spawn().await;
     metrics_until(&a, 60, "A holds every partition", |page| {
         sample(page, "nearby_history_sink_partitions") == Some(PARTITIONS.into())
     })
@@ -265,7 +218,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
 
     // B joins while A writes: the group moves some of A's partitions to B.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let b = names.start().await;
+    let b = names.spawn().await;
     let held = |s: &SinkStatus| s.partitions.lock().unwrap().len();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !(b.status.is_ready()
@@ -338,7 +291,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
     // B stops: the group is at the end of every partition.
     b.shutdown.stop();
     b.task.await.unwrap().expect("B stops cleanly");
-    for (p, committed, end) in names.committed_and_ends() {
+    for (p, committed, end) in committed_and_ends(&names) {
         assert_eq!(committed, Some(end), "partition {p}");
     }
 }
@@ -346,7 +299,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_fenced_by_its_static_twin_exits_non_zero_and_a_stopped_one_zero() {
     use std::process::{Command, Stdio};
-    let names = Names::new();
+    let names = SinkNames::fresh();
     location_topic(&names.prefix, 2).await;
     // Two processes with one `--instance-id`: the group fences the older one (a fatal error).
     let spawn = || {

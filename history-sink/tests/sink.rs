@@ -6,31 +6,31 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nearby_common::history::HistoryStore;
-use nearby_schemas::{Connected, LocationBody, LocationEvent, PositionReport};
+use nearby_schemas::{Connected, LocationBody, LocationEvent};
+use nearby_testkit::client::get;
+use nearby_testkit::events::gateway_position;
 use nearby_testkit::topics::location_topic;
-use nearby_testkit::{TestSink, brokers, cql_nodes, now_ms, unique};
+use nearby_testkit::{SinkNames, TestSink, cql_nodes, now_ms};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+/// A position of `user` at `ts` over a socket, with an accuracy, received 3 ms later.
 fn position(user: i64, ts: i64, lat: f64) -> LocationEvent {
     LocationEvent {
-        user_id: user,
-        gateway_id: Some("gw-1".into()),
-        ts,
         received_at: ts + 3,
-        body: LocationBody::Position(PositionReport {
-            lat,
-            lon: 2.35,
-            accuracy_m: Some(12.5),
-        }),
+        ..gateway_position(user, ts, lat, 2.35)
     }
 }
 
 #[tokio::test]
 async fn positions_become_rows_once_and_the_rest_is_skipped() {
-    let brokers = brokers();
-    let (prefix, keyspace, group) = (unique("test."), unique("test_hist_"), unique("test-sink-"));
+    let SinkNames {
+        brokers,
+        prefix,
+        keyspace,
+        group,
+    } = SinkNames::fresh();
     let topic = location_topic(&prefix, 2).await;
 
     let t0 = now_ms() - 60_000;
@@ -88,16 +88,7 @@ async fn positions_become_rows_once_and_the_rest_is_skipped() {
     // Let the skipped records' offsets be stored too, then stop (which commits).
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The same counts on `/metrics`, as Prometheus text.
-    let metrics = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(admin_addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).await.unwrap();
-        text
-    };
+    let (_, metrics) = get(admin_addr, "/metrics").await;
     for line in [
         "# TYPE nearby_history_sink_rows_total counter\n",
         "\nnearby_history_sink_rows_total 4\n",

@@ -249,12 +249,7 @@ async fn draining_moves_every_client_to_the_other_gateway_and_loses_no_report() 
     assert!(status.success(), "gateway A's exit: {status}");
 
     for o in &outcomes {
-        assert!(
-            o.unexpected.is_empty(),
-            "user {}: {:?}",
-            o.user,
-            o.unexpected
-        );
+        assert_nothing_unexpected(o.user, &o.unexpected);
         assert!(o.friend_before, "user {} never saw its friend on A", o.user);
         assert!(
             o.reconnect_after.is_some(),

@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use nearby_common::history::HistoryStore;
 use nearby_history_sink::SinkStatus;
-use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
+use nearby_testkit::events::position;
 use nearby_testkit::topics::location_topic;
-use nearby_testkit::{TestSink, brokers, cql_nodes, now_ms, unique};
+use nearby_testkit::{SinkNames, cql_nodes, now_ms};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -19,66 +19,48 @@ use rdkafka::{Offset, TopicPartitionList};
 const USERS: i64 = 20;
 const HALF: i64 = 100;
 
-struct Env {
-    brokers: String,
-    prefix: String,
-    keyspace: String,
-    group: String,
+/// Runs a sink until `rows` rows are written, then stops it (which commits).
+async fn sink_until(env: &SinkNames, rows: u64) -> Arc<SinkStatus> {
+    let sink = env.spawn().await;
+    let status = sink.status.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while status.rows.load(Ordering::Relaxed) < rows {
+        assert!(tokio::time::Instant::now() < deadline, "sink stalled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sink.stop().await;
+    status
 }
 
-impl Env {
-    fn topic(&self) -> String {
-        format!("{}.location-updates", self.prefix)
+/// The group's committed offset and the end, per partition.
+fn committed_and_ends(env: &SinkNames) -> Vec<(Offset, i64)> {
+    let consumer: BaseConsumer = nearby_common::kafka::client_config(&env.brokers)
+        .set("group.id", &env.group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition(&env.topic(), p);
     }
-
-    /// Runs a sink until `rows` rows are written, then stops it (which commits).
-    async fn sink_until(&self, rows: u64) -> Arc<SinkStatus> {
-        let sink = TestSink::spawn(&self.prefix, &self.keyspace, &self.group, &[]).await;
-        let status = sink.status.clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while status.rows.load(Ordering::Relaxed) < rows {
-            assert!(tokio::time::Instant::now() < deadline, "sink stalled");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        sink.stop().await;
-        status
-    }
-
-    /// The group's committed offset and the end, per partition.
-    fn committed_and_ends(&self) -> Vec<(Offset, i64)> {
-        let consumer: BaseConsumer = nearby_common::kafka::client_config(&self.brokers)
-            .set("group.id", &self.group)
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..3 {
-            tpl.add_partition(&self.topic(), p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .unwrap();
-        committed
-            .elements()
-            .iter()
-            .map(|e| {
-                let (_, high) = consumer
-                    .fetch_watermarks(&self.topic(), e.partition(), Duration::from_secs(10))
-                    .unwrap();
-                (e.offset(), high)
-            })
-            .collect()
-    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let (_, high) = consumer
+                .fetch_watermarks(&env.topic(), e.partition(), Duration::from_secs(10))
+                .unwrap();
+            (e.offset(), high)
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn replaying_history_rewrites_the_same_rows_and_finishes() {
-    let env = Env {
-        brokers: brokers(),
-        prefix: unique("test."),
-        keyspace: unique("test_hist_"),
-        group: unique("test-sink-"),
-    };
+    let env = SinkNames::fresh();
     location_topic(&env.prefix, 3).await;
 
     // Two halves, produced a second apart: the replay starts between them.
@@ -90,17 +72,7 @@ async fn replaying_history_rewrites_the_same_rows_and_finishes() {
     let produce = async |from: i64| {
         for i in from..from + HALF {
             let user = base + i % USERS;
-            let event = LocationEvent {
-                user_id: user,
-                gateway_id: None,
-                ts: t0 + i,
-                received_at: t0 + i,
-                body: LocationBody::Position(PositionReport {
-                    lat: 10.0 + i as f64 / 1000.0,
-                    lon: 20.0,
-                    accuracy_m: None,
-                }),
-            };
+            let event = position(user, t0 + i, (10.0 + i as f64 / 1000.0, 20.0));
             let payload = nearby_schemas::to_vec(&event).unwrap();
             producer
                 .send(
@@ -119,10 +91,10 @@ async fn replaying_history_rewrites_the_same_rows_and_finishes() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     produce(HALF).await;
 
-    let first = env.sink_until(2 * HALF as u64).await;
+    let first = sink_until(&env, 2 * HALF as u64).await;
     assert_eq!(first.rows.load(Ordering::Relaxed), 2 * HALF as u64);
     assert!(
-        env.committed_and_ends()
+        committed_and_ends(&env)
             .iter()
             .all(|(c, end)| *c == Offset::Offset(*end))
     );
@@ -149,14 +121,13 @@ async fn replaying_history_rewrites_the_same_rows_and_finishes() {
     };
     let plan = replay(false).await;
     assert!(
-        env.committed_and_ends()
+        committed_and_ends(&env)
             .iter()
             .all(|(c, end)| *c == Offset::Offset(*end)),
         "{plan}"
     );
     let done = replay(true).await;
-    let rewind: i64 = env
-        .committed_and_ends()
+    let rewind: i64 = committed_and_ends(&env)
         .iter()
         .map(|(c, end)| match c {
             Offset::Offset(o) => end - o,
@@ -169,14 +140,14 @@ async fn replaying_history_rewrites_the_same_rows_and_finishes() {
     );
 
     // Run again: the second half is rewritten, and the group is back at the end.
-    let second = env.sink_until(HALF as u64).await;
+    let second = sink_until(&env, HALF as u64).await;
     assert_eq!(
         second.rows.load(Ordering::Relaxed),
         HALF as u64,
         "nothing else rewritten"
     );
     assert!(
-        env.committed_and_ends()
+        committed_and_ends(&env)
             .iter()
             .all(|(c, end)| *c == Offset::Offset(*end))
     );

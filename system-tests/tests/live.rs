@@ -100,10 +100,7 @@ async fn users_on_two_gateways_see_each_other() {
     let gw1 = TestGateway::start(&[]).await;
     let gw2 = TestGateway::start_on(&gw1.prefix, &gw1.keyspace, "gw-b", &[]).await;
     let fanout = TestFanout::start(&gw1.prefix, &gw1.keyspace, &[]).await;
-    let (a, b) = (user(), user());
-    befriend(&gw1, a, b).await;
-    let mut ca = gw1.connect(a).await;
-    let mut cb = gw2.connect(b).await;
+    let (a, b, mut ca, mut cb) = connected_friends(&gw1, &gw2).await;
     at_home(&mut ca).await;
     report(&mut cb, north(1_000.0), now_ms()).await;
     let seen = ca
@@ -132,10 +129,7 @@ async fn users_on_two_gateways_see_each_other() {
 #[tokio::test]
 async fn a_silent_friend_drops_out_after_the_ttl() {
     let (gw, fanout) = system(&["--location-ttl=3s"], &["--location-ttl=3s"]).await;
-    let (a, b) = (user(), user());
-    befriend(&gw, a, b).await;
-    let mut ca = gw.connect(a).await;
-    let mut cb = gw.connect(b).await;
+    let (_, b, mut ca, mut cb) = connected_friends(&gw, &gw).await;
     at_home(&mut ca).await;
     report(&mut cb, north(500.0), now_ms()).await;
     ca.next_of("friend_location", 10).await.expect("A sees B");
@@ -163,10 +157,7 @@ async fn a_silent_friend_drops_out_after_the_ttl() {
 #[tokio::test]
 async fn an_older_report_does_not_overwrite_a_newer_one() {
     let (gw, fanout) = system(&[], &[]).await;
-    let (a, b) = (user(), user());
-    befriend(&gw, a, b).await;
-    let mut ca = gw.connect(a).await;
-    let mut cb = gw.connect(b).await;
+    let (a, _, mut ca, mut cb) = connected_friends(&gw, &gw).await;
     at_home(&mut ca).await;
     let newer = now_ms();
     report(&mut cb, north(1_000.0), newer).await;

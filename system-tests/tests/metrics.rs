@@ -141,10 +141,7 @@ async fn fanout_metrics_parse_and_count_events_and_deliveries() {
     let (gw, fanout) = pipeline::system(&[], &[]).await;
     let before = scrape(fanout.admin).await;
     assert_eq!(get(&before, "nearby_fanout_ready{}"), 1.0);
-    let (a, b) = (user(), user());
-    pipeline::befriend(&gw, a, b).await;
-    let mut ca = gw.connect(a).await;
-    let mut cb = gw.connect(b).await;
+    let (_, _, mut ca, mut cb) = pipeline::connected_friends(&gw, &gw).await;
     let t0 = now_ms();
     pipeline::report(&mut ca, pipeline::HOME, t0).await;
     assert!(ca.next_of("nearby", 10).await.is_some());

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use nearby_common::partition::partition_of_user;
 use nearby_schemas::{LocationBody, LocationEvent};
+use nearby_testkit::client::sample;
 use nearby_testkit::pipeline::*;
 use nearby_testkit::records::partition_records;
 use nearby_testkit::{Client, TestFanout, brokers, http, now_ms, user};
@@ -56,9 +57,7 @@ async fn location_at(c: &mut Client, friend: i64, ts: i64, secs: u64) -> Option<
 /// The value of the sample `line` (name and labels) on fanout's `/metrics`, if present.
 async fn fanout_metric(fanout: &TestFanout, line: &str) -> Option<i64> {
     let (_, body) = http(fanout.admin, "GET", "/metrics", None, None).await;
-    let text = body.as_str().unwrap_or_default().to_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.trim().parse().ok())
+    sample(body.as_str().unwrap_or_default(), line)
 }
 
 /// Reports `at` for `me` until one report lands on `partition` (the gateway's producer learns

@@ -221,12 +221,7 @@ async fn a_rolling_restart_of_every_stage_costs_clients_at_most_a_reconnect_and_
     let mut longest: HashMap<usize, Duration> = HashMap::new();
     let mut total_reconnects = 0;
     for o in &outcomes {
-        assert!(
-            o.unexpected.is_empty(),
-            "user {}: {:?}",
-            o.user,
-            o.unexpected
-        );
+        assert_nothing_unexpected(o.user, &o.unexpected);
         // One reconnect per gateway restart at most (a client moved off gw-1 may be on gw-2
         // when that one restarts).
         assert!(

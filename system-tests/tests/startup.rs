@@ -11,18 +11,13 @@ use nearby_common::shutdown::Shutdown;
 use nearby_common::stage::Listeners;
 use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
 use nearby_history_sink::{HistorySink, SinkConfig};
+use nearby_testkit::stage::{self, build_and_run};
 use nearby_testkit::{topics, unique};
 
 /// The stage flags of a fresh system under `prefix` (the stack's addresses from the environment).
-fn args(binary: &str, prefix: &str, extra: &[String]) -> Vec<String> {
-    let mut args = vec![
-        binary.to_owned(),
-        format!("--topic-prefix={prefix}"),
-        format!("--cql-keyspace={}", unique("t_")),
-        format!("--group-id={}", unique("test-")),
-    ];
-    args.extend(extra.iter().cloned());
-    args
+fn args(binary: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
+    let group = [format!("--group-id={}", unique("test-"))];
+    stage::args(binary, prefix, &unique("t_"), &group, extra)
 }
 
 /// Polls `/readyz` until it answers 200, for at most `within`.
@@ -49,26 +44,16 @@ async fn fanout_and_the_sink_started_with_their_topics_become_ready() {
     let shutdown = Shutdown::new();
     // Both stages start first and the topics are created while they start, as `run.sh` on a
     // fresh machine does within the same second.
-    let fanout = tokio::spawn({
-        let (prefix, shutdown) = (prefix.clone(), shutdown.clone());
-        async move {
-            let config = FanoutServiceConfig::parse_from(args("nearby-fanout", &prefix, &[]));
-            FanoutService::build(config)
-                .await?
-                .run(fanout_listeners, shutdown)
-                .await
-        }
-    });
-    let sink = tokio::spawn({
-        let (prefix, shutdown) = (prefix.clone(), shutdown.clone());
-        async move {
-            let config = SinkConfig::parse_from(args("nearby-history-sink", &prefix, &[]));
-            HistorySink::build(config)
-                .await?
-                .run(sink_listeners, shutdown)
-                .await
-        }
-    });
+    let fanout = tokio::spawn(build_and_run::<FanoutService>(
+        args("nearby-fanout", &prefix, &[]),
+        fanout_listeners,
+        shutdown.clone(),
+    ));
+    let sink = tokio::spawn(build_and_run::<HistorySink>(
+        args("nearby-history-sink", &prefix, &[]),
+        sink_listeners,
+        shutdown.clone(),
+    ));
     // Returns at once: the broker has not elected their leaders yet.
     topics::create_topics(&prefix, 6).await;
 
@@ -86,7 +71,7 @@ async fn fanout_and_the_sink_started_with_their_topics_become_ready() {
 #[tokio::test]
 async fn a_missing_topic_is_named_once_the_startup_timeout_is_spent() {
     let prefix = unique("test.missing.");
-    let timeout = ["--startup-timeout=2s".to_owned()];
+    let timeout = ["--startup-timeout=2s"];
     let topic = format!("{prefix}.location-updates");
 
     let config = FanoutServiceConfig::parse_from(args("nearby-fanout", &prefix, &timeout));

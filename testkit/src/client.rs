@@ -1,6 +1,6 @@
 //! The clients of tests: a WebSocket [`Client`] that reads JSON frames with deadlines, and a
-//! minimal HTTP/1.1 call ([`http`], on `nearby_common::http`; [`http_raw`] keeps the headers)
-//! so a test sees exactly what a client sends and gets.
+//! minimal HTTP/1.1 call ([`http_raw`], on `nearby_common::http`, keeps the headers; [`http`]
+//! reads the body as JSON) so a test sees exactly what a client sends and gets.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -113,16 +113,7 @@ pub async fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let (status, body) = nearby_common::http::request(
-        addr,
-        method,
-        path,
-        token,
-        body.unwrap_or(""),
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("an HTTP answer");
+    let RawResponse { status, body, .. } = http_raw(addr, method, path, token, body).await;
     let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
     (status, value)
 }
@@ -133,6 +124,13 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     nearby_common::http::request(addr, "GET", path, None, "", Duration::from_secs(10))
         .await
         .unwrap_or((0, String::new()))
+}
+
+/// The value of the sample `name` (with its labels, if any: `name{partition="5"}`) on a
+/// `/metrics` page, if the page has it.
+pub fn sample(page: &str, name: &str) -> Option<i64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Waits until `/readyz` on the admin port `admin` answers 200; fails the test naming `what`
@@ -177,39 +175,15 @@ pub async fn http_raw(
     token: Option<&str>,
     body: Option<&str>,
 ) -> RawResponse {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(buf.len());
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    // The body, a chunked one decoded, as the project's client reads it.
-    let (_, body) = nearby_common::http::parse_response(&buf);
+    use nearby_common::http::{exchange, parse_headers, parse_response, request_text};
+    let req = request_text(method, path, token, body.unwrap_or(""));
+    let answer = exchange(addr, &req, Duration::from_secs(60))
+        .await
+        .expect("an HTTP answer");
+    let (status, body) = parse_response(&answer);
     RawResponse {
         status,
-        headers,
+        headers: parse_headers(&answer),
         body,
     }
 }

@@ -50,26 +50,25 @@ pub fn gateway_position(user: i64, ts: i64, lat: f64, lon: f64) -> LocationEvent
 
 /// `user`'s socket opened on `gateway` as `session`.
 pub fn connected(user: i64, ts: i64, gateway: &str, session: &str) -> LocationEvent {
-    LocationEvent {
-        user_id: user,
-        gateway_id: Some(gateway.into()),
-        ts,
-        received_at: ts,
-        body: LocationBody::Connected(Connected {
-            session_id: session.into(),
-        }),
-    }
+    let session_id = session.into();
+    let body = LocationBody::Connected(Connected { session_id });
+    on_socket(user, ts, gateway, body)
 }
 
 /// `user`'s socket `session` on `gateway` closed.
 pub fn disconnected(user: i64, ts: i64, gateway: &str, session: &str) -> LocationEvent {
+    let session_id = session.into();
+    let body = LocationBody::Disconnected(Disconnected { session_id });
+    on_socket(user, ts, gateway, body)
+}
+
+/// An event of `user`'s socket on `gateway` at `ts`, received at once.
+fn on_socket(user: i64, ts: i64, gateway: &str, body: LocationBody) -> LocationEvent {
     LocationEvent {
         user_id: user,
         gateway_id: Some(gateway.into()),
         ts,
         received_at: ts,
-        body: LocationBody::Disconnected(Disconnected {
-            session_id: session.into(),
-        }),
+        body,
     }
 }

@@ -2,66 +2,28 @@
 //! admin port on loopback port 0, returned once `/readyz` answers), and look-ups in the
 //! [`Effects`] its core returns, for the core's own tests.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use clap::Parser;
-use nearby_common::shutdown::Shutdown;
-use nearby_common::stage::Listeners;
-use nearby_fanout::service::{FanoutService, FanoutServiceConfig, Status};
+use nearby_fanout::service::FanoutService;
 use nearby_fanout::{Effects, RoutedDelivery};
 use nearby_schemas::{DeliveryPayload, FriendLeft, FriendLocation};
-use tokio::task::JoinHandle;
 
-use crate::client::wait_ready;
-use crate::gateway::READY;
 use crate::names::unique;
+use crate::stage::{TestStage, args};
 
-/// A running fanout instance.
-#[derive(Debug)]
-pub struct TestFanout {
-    /// Its counters (events and changes applied).
-    pub status: Arc<Status>,
-    /// Its admin port (`/readyz`, `/metrics`).
-    pub admin: SocketAddr,
-    /// What stops it ([`Shutdown::stop`]).
-    pub shutdown: Shutdown,
-    /// Its run, which ends once it has stopped.
-    pub task: JoinHandle<anyhow::Result<()>>,
-}
+/// A running fanout instance: its counters (events and changes applied) and its admin port.
+pub type TestFanout = TestStage<FanoutService>;
 
 impl TestFanout {
     /// Starts fanout on `prefix` and `keyspace` in a fresh group, sweeping every 200 ms, with
-    /// `extra` command-line settings.
+    /// `extra` command-line settings; returns once `/readyz` answers.
     pub async fn start(prefix: &str, keyspace: &str, extra: &[&str]) -> Self {
-        let mut args = vec![
-            "nearby-fanout".to_owned(),
-            format!("--topic-prefix={prefix}"),
-            format!("--cql-keyspace={keyspace}"),
+        let own = [
             format!("--group-id={}", unique("test-fanout-")),
             "--sweep-interval=200ms".to_owned(),
         ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let config = FanoutServiceConfig::parse_from(args);
-        let listeners = Listeners::loopback(false).await.expect("bind");
-        let admin = listeners.admin.local_addr().expect("addr");
-        let service = FanoutService::build(config).await.expect("fanout builds");
-        let status = service.status.clone();
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(service.run(listeners, shutdown.clone()));
-        wait_ready(admin, "fanout", READY).await;
-        Self {
-            status,
-            admin,
-            shutdown,
-            task,
-        }
-    }
-
-    /// Stops it and waits for a clean end.
-    pub async fn stop(self) {
-        self.shutdown.stop();
-        self.task.await.expect("joins").expect("fanout ran cleanly");
+        Self::spawn_with(args("nearby-fanout", prefix, keyspace, &own, extra))
+            .await
+            .ready()
+            .await
     }
 }
 

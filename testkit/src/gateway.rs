@@ -1,20 +1,19 @@
 //! A real gateway in-process: [`TestGateway`] builds it from command-line settings on a fresh
 //! topic prefix and keyspace (or given ones, to share them with other stages), serves it on
-//! loopback port 0 and returns once `/readyz` answers.
+//! loopback port 0 (as a [`TestStage`]) and returns once `/readyz` answers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use nearby_common::shutdown::Shutdown;
-use nearby_common::stage::Listeners;
-use nearby_gateway::{Gateway, GatewayConfig};
+use nearby_gateway::{Gateway, GatewayStage};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::client::{Client, http, wait_ready};
+use crate::client::{Client, http};
 use crate::names::{topic_prefix, unique};
+use crate::stage::{TestStage, args};
 use crate::tokens::{SECRET, token};
 
 /// How long a stage may take to be ready (a gateway creates tables; fanout rebuilds its table).
@@ -50,30 +49,24 @@ impl TestGateway {
 
     /// Starts a gateway `id` on the given prefix, whose topics exist, and keyspace.
     pub async fn start_on(prefix: &str, keyspace: &str, id: &str, extra: &[&str]) -> Self {
-        let mut args = vec![
-            "nearby-gateway".to_owned(),
+        let own = [
             format!("--gateway-id={id}"),
-            format!("--topic-prefix={prefix}"),
-            format!("--cql-keyspace={keyspace}"),
             format!("--jwt-secret={SECRET}"),
         ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let config = GatewayConfig::parse_from(args);
-        let listeners = Listeners::loopback(true).await.expect("bind");
-        let addr = listeners
-            .client
-            .as_ref()
-            .expect("a client listener")
-            .local_addr()
-            .expect("addr");
-        let admin = listeners.admin.local_addr().expect("addr");
-        let gw = Gateway::build(config).await.expect("gateway builds");
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(gw.clone().run(listeners, shutdown.clone()));
-        wait_ready(admin, "gateway", READY).await;
+        let args = args("nearby-gateway", prefix, keyspace, &own, extra);
+        let TestStage {
+            status: gw,
+            client,
+            admin,
+            shutdown,
+            task,
+        } = TestStage::<GatewayStage>::spawn_with(args)
+            .await
+            .ready()
+            .await;
         Self {
             gw,
-            addr,
+            addr: client.expect("a client port"),
             admin,
             prefix: prefix.to_owned(),
             keyspace: keyspace.to_owned(),

@@ -1,7 +1,7 @@
 //! The steps end-to-end tests share once gateways and fanout run: a gateway and fanout on one
-//! prefix ([`system`]), befriending through the API, reporting at points north of [`HOME`], and
-//! reading what a socket gets (the next location or `friend_left` about a friend, every frame
-//! for a while).
+//! prefix ([`system`]), befriending through the API (with sockets: [`connected_friends`]),
+//! reporting at points north of [`HOME`], reading what a socket gets (the next location or
+//! `friend_left` about a friend, every frame for a while) and what a client must not meet.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::client::{Client, http};
 use crate::fanout::TestFanout;
 use crate::gateway::TestGateway;
+use crate::names::user;
 use crate::tokens::token;
 
 /// Metres per degree of latitude (haversine's radius).
@@ -51,6 +52,19 @@ pub async fn befriend_at(addr: SocketAddr, a: i64, b: i64) {
     );
 }
 
+/// Two fresh users made friends through `a_on`'s API, each with a socket open: A's on `a_on`,
+/// B's on `b_on`. Returns A, B and their clients.
+pub async fn connected_friends(
+    a_on: &TestGateway,
+    b_on: &TestGateway,
+) -> (i64, i64, Client, Client) {
+    let (a, b) = (user(), user());
+    befriend(a_on, a, b).await;
+    let ca = a_on.connect(a).await;
+    let cb = b_on.connect(b).await;
+    (a, b, ca, cb)
+}
+
 /// A point `north_m` metres north of HOME.
 pub fn north(north_m: f64) -> (f64, f64) {
     (HOME.0 + north_m / M_PER_DEG, HOME.1)
@@ -86,6 +100,12 @@ pub fn assert_distance(entry: &Value, a: (f64, f64), b: (f64, f64)) {
         (got - want).abs() / want < 0.003,
         "distance {got} vs haversine {want}"
     );
+}
+
+/// Asserts that `user`'s client met nothing a client should not (an error, a close without a
+/// `reconnect`): `unexpected` is what it met.
+pub fn assert_nothing_unexpected(user: i64, unexpected: &[String]) {
+    assert!(unexpected.is_empty(), "user {user}: {unexpected:?}");
 }
 
 /// Waits until `fanout` has applied at least `n` friendship events in all.
