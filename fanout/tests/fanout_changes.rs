@@ -6,7 +6,7 @@ use nearby_common::friendship::{pair_events, solo_event};
 use nearby_fanout::{Effects, Fanout, FanoutConfig, InMemoryFriendGraph};
 use nearby_schemas::{FriendLeft, FriendshipKind, LeftReason, LocationEvent};
 use nearby_testkit::events::*;
-use nearby_testkit::fanout::*;
+use nearby_testkit::fanout::close;
 
 const ANA: i64 = 1;
 const BEN: i64 = 2;
@@ -94,33 +94,30 @@ fn a_request_alone_shares_nothing() {
     );
     assert!(w.out.deliveries.is_empty());
     w.at(CAROL, north_of(PARIS, 200.0));
-    assert!(
-        to(&w.out, ANA).is_empty(),
-        "a pending requester sees nothing"
-    );
+    assert!(w.out.to(ANA).is_empty(), "a pending requester sees nothing");
 }
 
 #[test]
 fn accepting_a_friend_in_range_shows_each_to_the_other_at_once() {
     let mut w = World::all_active();
-    assert!(to(&w.out, CAROL).is_empty());
+    assert!(w.out.to(CAROL).is_empty());
     w.graph.befriend(ANA, CAROL);
     w.change(
         &pair_events(FriendshipKind::Accepted, ANA, CAROL, w.now),
         everyone,
     );
-    let to_carol = locations_to(&w.out, CAROL);
-    let to_ana = locations_to(&w.out, ANA);
+    let to_carol = w.out.locations_to(CAROL);
+    let to_ana = w.out.locations_to(ANA);
     assert_eq!(to_carol.len(), 1, "{:?}", w.out.deliveries);
     assert_eq!(to_carol[0].friend_id, ANA);
     assert!(close(to_carol[0].distance_m, 500.0));
     assert_eq!(to_ana.len(), 1);
     assert_eq!(to_ana[0].friend_id, CAROL);
-    assert_eq!(&*to(&w.out, CAROL)[0].gateway_id, "gw-c");
+    assert_eq!(&*w.out.to(CAROL)[0].gateway_id, "gw-c");
     // Linked once, though both records were applied; later moves go to the new friend.
     assert_eq!(w.fanout.active_pair_count(), 3);
     w.at(ANA, north_of(PARIS, 100.0));
-    assert_eq!(locations_to(&w.out, CAROL).len(), 1);
+    assert_eq!(w.out.locations_to(CAROL).len(), 1);
 }
 
 #[test]
@@ -134,8 +131,8 @@ fn accepting_a_friend_out_of_range_shows_nothing_until_they_come_close() {
     );
     assert!(w.out.deliveries.is_empty());
     w.at(CAROL, north_of(PARIS, 3_000.0));
-    assert_eq!(locations_to(&w.out, ANA).len(), 1);
-    assert_eq!(locations_to(&w.out, CAROL).len(), 1);
+    assert_eq!(w.out.locations_to(ANA).len(), 1);
+    assert_eq!(w.out.locations_to(CAROL).len(), 1);
 }
 
 #[test]
@@ -147,14 +144,14 @@ fn unfriending_tells_both_sides_and_nothing_follows() {
         everyone,
     );
     w.graph.unfriend(ANA, BEN);
-    assert_eq!(lefts_to(&w.out, ANA), [left(BEN, LeftReason::Unfriended)]);
-    assert_eq!(lefts_to(&w.out, BEN), [left(ANA, LeftReason::Unfriended)]);
+    assert_eq!(w.out.lefts_to(ANA), [left(BEN, LeftReason::Unfriended)]);
+    assert_eq!(w.out.lefts_to(BEN), [left(ANA, LeftReason::Unfriended)]);
     assert_eq!(w.out.deliveries.len(), 2);
     w.at(ANA, north_of(PARIS, 50.0));
-    assert!(to(&w.out, BEN).is_empty());
-    assert_eq!(locations_to(&w.out, DAN).len(), 1, "Dan is still a friend");
+    assert!(w.out.to(BEN).is_empty());
+    assert_eq!(w.out.locations_to(DAN).len(), 1, "Dan is still a friend");
     w.at(BEN, north_of(PARIS, 60.0));
-    assert!(to(&w.out, ANA).is_empty());
+    assert!(w.out.to(ANA).is_empty());
 }
 
 #[test]
@@ -180,10 +177,10 @@ fn sharing_off_tells_every_friend_who_had_you_and_empties_your_list() {
         &[solo_event(FriendshipKind::SharingOff, ANA, w.now)],
         everyone,
     );
-    assert_eq!(lefts_to(&w.out, BEN), [left(ANA, LeftReason::SharingOff)]);
-    assert_eq!(lefts_to(&w.out, ANA), [left(BEN, LeftReason::SharingOff)]);
-    assert!(to(&w.out, DAN).is_empty(), "Dan is out of range");
-    assert!(to(&w.out, CAROL).is_empty(), "Carol is no friend");
+    assert_eq!(w.out.lefts_to(BEN), [left(ANA, LeftReason::SharingOff)]);
+    assert_eq!(w.out.lefts_to(ANA), [left(BEN, LeftReason::SharingOff)]);
+    assert!(w.out.to(DAN).is_empty(), "Dan is out of range");
+    assert!(w.out.to(CAROL).is_empty(), "Carol is no friend");
     // No report of Ana's reaches anyone, and she gets no one's, while it is off.
     w.at(ANA, north_of(PARIS, 10.0));
     assert!(w.out.deliveries.is_empty());
@@ -207,7 +204,9 @@ fn sharing_off_tells_every_friend_who_had_you_and_empties_your_list() {
         .collect();
     seen_by.sort_unstable();
     assert_eq!(seen_by, [BEN, DAN]);
-    let mut ana_sees: Vec<i64> = locations_to(&w.out, ANA)
+    let mut ana_sees: Vec<i64> = w
+        .out
+        .locations_to(ANA)
         .iter()
         .map(|l| l.friend_id)
         .collect();
@@ -260,7 +259,7 @@ fn each_change_is_told_by_the_owner_of_the_user_it_is_about() {
     w.graph.unfriend(ANA, BEN);
     assert!(w.out.deliveries.is_empty());
     w.at(ANA, PARIS);
-    assert!(to(&w.out, BEN).is_empty());
+    assert!(w.out.to(BEN).is_empty());
 }
 
 #[test]
@@ -283,6 +282,6 @@ fn an_inactive_users_changes_take_effect_when_they_report() {
         &[solo_event(FriendshipKind::SharingOn, ANA, w.now)],
         everyone,
     );
-    assert_eq!(locations_to(&w.out, BEN).len(), 1);
-    assert_eq!(locations_to(&w.out, ANA).len(), 1);
+    assert_eq!(w.out.locations_to(BEN).len(), 1);
+    assert_eq!(w.out.locations_to(ANA).len(), 1);
 }

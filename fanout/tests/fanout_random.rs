@@ -8,7 +8,7 @@ use nearby_common::geo::{NEARBY_RADIUS_M, haversine_m};
 use nearby_fanout::{Effects, Fanout, FanoutConfig, FriendGraph, InMemoryFriendGraph};
 use nearby_schemas::{DeliveryPayload, FriendshipEvent, FriendshipKind, LeftReason, LocationEvent};
 use nearby_testkit::events::*;
-use nearby_testkit::fanout::*;
+use nearby_testkit::fanout::close;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

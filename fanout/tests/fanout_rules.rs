@@ -5,7 +5,7 @@ use nearby_common::geo::haversine_m;
 use nearby_fanout::{Applied, Effects, Fanout, FanoutConfig, InMemoryFriendGraph};
 use nearby_schemas::{FriendLeft, LeftReason, LocationEvent};
 use nearby_testkit::events::*;
-use nearby_testkit::fanout::*;
+use nearby_testkit::fanout::close;
 
 const ANA: i64 = 1;
 const BEN: i64 = 2;
@@ -73,10 +73,10 @@ fn friends_2km_apart_both_see_each_other() {
     let exact = haversine_m(PARIS.0, PARIS.1, ben_at.0, ben_at.1);
 
     // Ben sees Ana, at gateway gw-b, with Ana's report time.
-    let to_ben = to(&w.out, BEN);
+    let to_ben = w.out.to(BEN);
     assert_eq!(to_ben.len(), 1);
     assert_eq!(&*to_ben[0].gateway_id, "gw-b");
-    let ana_for_ben = locations_to(&w.out, BEN)[0];
+    let ana_for_ben = w.out.locations_to(BEN)[0];
     assert_eq!(ana_for_ben.friend_id, ANA);
     assert_eq!((ana_for_ben.lat, ana_for_ben.lon), PARIS);
     assert_eq!(ana_for_ben.updated_at, T0 + 5_000);
@@ -87,10 +87,10 @@ fn friends_2km_apart_both_see_each_other() {
     );
 
     // And Ana sees Ben at once, with Ben's report time, without waiting for his next report.
-    let to_ana = to(&w.out, ANA);
+    let to_ana = w.out.to(ANA);
     assert_eq!(to_ana.len(), 1);
     assert_eq!(&*to_ana[0].gateway_id, "gw-a");
-    let ben_for_ana = locations_to(&w.out, ANA)[0];
+    let ben_for_ana = w.out.locations_to(ANA)[0];
     assert_eq!(ben_for_ana.friend_id, BEN);
     assert_eq!(ben_for_ana.updated_at, T0 + 1_000);
     assert!(haversine_m(ben_for_ana.lat, ben_for_ana.lon, ben_at.0, ben_at.1) < 0.01);
@@ -107,8 +107,8 @@ fn friends_2km_apart_both_see_each_other() {
         w.apply(&position(ANA, T0 + 35_000, ana_next), T0 + 35_000),
         Applied::Moved
     );
-    assert!(to(&w.out, ANA).is_empty());
-    let moved = locations_to(&w.out, BEN);
+    assert!(w.out.to(ANA).is_empty());
+    let moved = w.out.locations_to(BEN);
     assert_eq!(moved.len(), 1);
     assert_eq!(moved[0].updated_at, T0 + 35_000);
     assert!(close(
@@ -141,7 +141,7 @@ fn moving_to_5km_brings_both_an_entry_at_once() {
     let ana_at = north_of(PARIS, 7_000.0); // 5 km from Ben
     w.apply(&position(ANA, T0 + 31_000, ana_at), T0 + 31_000);
     let exact = haversine_m(ana_at.0, ana_at.1, ben_at.0, ben_at.1);
-    let (for_ben, for_ana) = (locations_to(&w.out, BEN), locations_to(&w.out, ANA));
+    let (for_ben, for_ana) = (w.out.locations_to(BEN), w.out.locations_to(ANA));
     assert_eq!((for_ben.len(), for_ana.len()), (1, 1));
     assert_eq!((for_ben[0].friend_id, for_ana[0].friend_id), (ANA, BEN));
     assert!(close(for_ben[0].distance_m, exact) && close(for_ana[0].distance_m, exact));
@@ -166,8 +166,8 @@ fn moving_out_brings_out_of_range_to_both() {
         friend_id,
         reason: LeftReason::OutOfRange,
     };
-    assert_eq!(lefts_to(&w.out, BEN), vec![out_of_range(ANA)]);
-    assert_eq!(lefts_to(&w.out, ANA), vec![out_of_range(BEN)]);
+    assert_eq!(w.out.lefts_to(BEN), vec![out_of_range(ANA)]);
+    assert_eq!(w.out.lefts_to(ANA), vec![out_of_range(BEN)]);
     assert_eq!(w.out.deliveries.len(), 2);
 
     // Staying out of range says nothing more.
@@ -244,7 +244,7 @@ fn expiry_sends_inactive_once_and_only_from_the_owner() {
     // At the TTL, Ben learns from Ana's owner, and only from it, that Ana is inactive.
     assert_eq!(owner.sweep(T0 + TTL, owns_ana), 1);
     assert_eq!(
-        lefts_to(&owner.out, BEN),
+        owner.out.lefts_to(BEN),
         vec![FriendLeft {
             friend_id: ANA,
             reason: LeftReason::Inactive
@@ -291,7 +291,7 @@ fn expiry_tells_only_friends_in_range_and_a_report_keeps_a_user_active() {
         "Ana and Carol expire, Ben does not"
     );
     // Ben had Ana in range; Carol (20 km off, and inactive now) is told nothing.
-    assert_eq!(lefts_to(&w.out, BEN).len(), 1);
+    assert_eq!(w.out.lefts_to(BEN).len(), 1);
     assert_eq!(w.out.deliveries.len(), 1);
     assert!(w.fanout.is_active(BEN, T0 + TTL));
     assert_eq!(w.sweep(T0 + 300_000 + TTL, |_| true), 1);
@@ -307,7 +307,7 @@ fn a_stale_disconnect_does_not_cut_a_newer_connection() {
     assert_eq!(w.apply(&stale, T0 + 2_000), Applied::StaleDisconnect);
 
     w.apply(&position(ANA, T0 + 3_000, PARIS), T0 + 3_000);
-    let to_ben = to(&w.out, BEN);
+    let to_ben = w.out.to(BEN);
     assert_eq!(to_ben.len(), 1);
     assert_eq!(&*to_ben[0].gateway_id, "gw-2");
 
@@ -328,9 +328,9 @@ fn a_disconnected_friend_gets_no_deliveries() {
     );
 
     w.apply(&position(ANA, T0 + 1_000, PARIS), T0 + 1_000);
-    assert!(to(&w.out, BEN).is_empty());
+    assert!(w.out.to(BEN).is_empty());
     assert_eq!(
-        locations_to(&w.out, ANA).len(),
+        w.out.locations_to(ANA).len(),
         1,
         "Ana, connected, still sees Ben"
     );
@@ -338,13 +338,13 @@ fn a_disconnected_friend_gets_no_deliveries() {
         &position(ANA, T0 + 2_000, north_of(PARIS, 12_000.0)),
         T0 + 2_000,
     );
-    assert!(to(&w.out, BEN).is_empty());
-    assert_eq!(lefts_to(&w.out, ANA).len(), 1);
+    assert!(w.out.to(BEN).is_empty());
+    assert_eq!(w.out.lefts_to(ANA).len(), 1);
 
     // Reconnected, he gets them again.
     w.apply(&connected(BEN, T0 + 3_000, "gw-b", "b2"), T0 + 3_000);
     w.apply(&position(ANA, T0 + 4_000, PARIS), T0 + 4_000);
-    assert_eq!(locations_to(&w.out, BEN).len(), 1);
+    assert_eq!(w.out.locations_to(BEN).len(), 1);
 }
 
 #[test]
@@ -361,7 +361,7 @@ fn events_of_partitions_not_owned_update_the_table_but_produce_nothing() {
         &position(BEN, T0 + 31_000, north_of(PARIS, 1_500.0)),
         T0 + 31_000,
     );
-    assert_eq!(locations_to(&w.out, ANA).len(), 1);
+    assert_eq!(w.out.locations_to(ANA).len(), 1);
     assert_eq!(w.out.cache_writes.len(), 1);
 }
 
@@ -392,8 +392,8 @@ fn a_connection_outlives_a_pause_in_reports() {
         T0 + TTL + 1_000,
     );
     w.apply(&position(ANA, T0 + TTL + 2_000, PARIS), T0 + TTL + 2_000);
-    assert_eq!(locations_to(&w.out, BEN).len(), 1);
-    assert_eq!(locations_to(&w.out, ANA).len(), 1);
+    assert_eq!(w.out.locations_to(BEN).len(), 1);
+    assert_eq!(w.out.locations_to(ANA).len(), 1);
 
     // A connection that shows no sign of life for an hour is forgotten (its disconnect may
     // have been lost with its gateway).
@@ -484,7 +484,7 @@ fn a_takeover_refresh_repairs_what_nobody_fanned_out() {
     );
     assert_eq!(sent, 2, "Ana and Carol reported since");
     // Ben gets Ana's current position, with its report time and the right distance.
-    let to_ben = locations_to(&w.out, BEN);
+    let to_ben = w.out.locations_to(BEN);
     assert_eq!(to_ben.len(), 1);
     assert_eq!(
         (to_ben[0].friend_id, to_ben[0].updated_at),
@@ -497,13 +497,13 @@ fn a_takeover_refresh_repairs_what_nobody_fanned_out() {
     );
     // Dan, now out of Ana's range, is told she left; Carol's friends (none) get nothing.
     assert_eq!(
-        lefts_to(&w.out, dan),
+        w.out.lefts_to(dan),
         vec![FriendLeft {
             friend_id: ANA,
             reason: LeftReason::OutOfRange
         }]
     );
-    assert!(to(&w.out, CAROL).is_empty() && to(&w.out, ANA).is_empty());
+    assert!(w.out.to(CAROL).is_empty() && w.out.to(ANA).is_empty());
     // Both entries go to the cache again.
     let cached: Vec<i64> = w.out.cache_writes.iter().map(|c| c.user_id).collect();
     assert_eq!(cached.len(), 2);

@@ -2,36 +2,18 @@
 //! by item, exactly the accepted ones on the location topic, limits, an older position never
 //! replacing a newer one in fanout) and the history reads (own rows only, ranges, paging).
 
-use std::time::Duration;
-
 use nearby_common::history::HistoryRow;
-use nearby_common::redis_store::LatestLocation;
 use nearby_schemas::LocationBody;
 use nearby_testkit::pipeline::*;
 use nearby_testkit::records::topic_records;
-use nearby_testkit::{TestGateway, http_raw, now_ms, token, user};
+use nearby_testkit::{http_raw, now_ms, token, user};
 use serde_json::{Value, json};
+
+/// The real gateway, started in-process by the test kit.
+type TestGateway = nearby_testkit::TestGateway<nearby_gateway::GatewayStage>;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-
-/// A position item `north_m` metres north of HOME at `ts`.
-fn item(north_m: f64, ts: i64) -> Value {
-    let (lat, lon) = north(north_m);
-    json!({"lat": lat, "lon": lon, "ts": ts})
-}
-
-async fn upload(gw: &TestGateway, u: i64, locations: Vec<Value>) -> (u16, Value) {
-    let body = json!({ "locations": locations }).to_string();
-    gw.call(u, "POST", "/v1/me/locations", Some(&body)).await
-}
-
-/// `u`'s latest position in the gateway's location cache (what a page is built from).
-async fn cached(gw: &TestGateway, u: i64) -> Option<LatestLocation> {
-    let mut redis = gw.gw.pager.redis.clone();
-    let cached = gw.gw.pager.cache.get_many(&mut redis, &[u]).await;
-    cached.expect("redis")[0]
-}
 
 #[tokio::test]
 async fn a_batch_is_checked_item_by_item_and_exactly_the_accepted_reach_the_topic() {
@@ -208,81 +190,6 @@ async fn uploads_are_rate_limited_per_user() {
     assert_eq!(status, 202, "{body}");
     // Nothing of the refused calls was produced.
     assert_eq!(topic_records(&gw.prefix).await.len(), 3);
-    gw.stop().await;
-}
-
-#[tokio::test]
-async fn an_older_upload_never_replaces_a_newer_position() {
-    let (gw, fanout) = system(&[], &[]).await;
-    let (a, _, mut ca, mut cb) = connected_friends(&gw, &gw).await;
-    at_home(&mut cb).await;
-
-    // A reports live at T, 100 m north; B sees it.
-    let t = now_ms();
-    report(&mut ca, north(100.0), t).await;
-    let seen = location_of(&mut cb, a, 10).await.expect("B sees A");
-    assert_eq!(seen["updated_at"], t);
-    let events_before = fanout
-        .status
-        .events
-        .load(std::sync::atomic::Ordering::Relaxed);
-
-    // Then a batch of older positions (within the TTL, and one past it), all in range of B.
-    let older = vec![
-        item(3_000.0, t - 60_000),
-        item(4_000.0, t - 1),
-        item(5_000.0, t - 30_000),
-        item(6_000.0, t - 20 * 60_000),
-        item(7_000.0, t),
-    ];
-    let (status, body) = upload(&gw, a, older).await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["accepted"], 5, "{body}");
-
-    // Fanout has read them all...
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while fanout
-        .status
-        .events
-        .load(std::sync::atomic::Ordering::Relaxed)
-        < events_before + 5
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "fanout did not read the upload"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // ... and B heard of none of them, and the cache still holds T's position.
-    let frames = drain(&mut cb, 2).await;
-    let a_id = a.to_string();
-    assert!(
-        !frames
-            .iter()
-            .any(|f| f["type"] == "friend_location" && f["user_id"] == a_id.as_str()),
-        "{frames:?}"
-    );
-    let latest = cached(&gw, a).await.expect("A's latest position");
-    assert_eq!(latest.ts, t);
-    let (lat, lon) = north(100.0);
-    assert!(
-        (latest.lat - lat).abs() < 1e-6 && (latest.lon - lon).abs() < 1e-6,
-        "{latest:?}"
-    );
-
-    // A newer position in a batch does go through, to the cache and to B.
-    let t2 = now_ms().max(t + 1);
-    let (status, body) = upload(&gw, a, vec![item(2_000.0, t2)]).await;
-    assert_eq!((status, &body["accepted"]), (202, &json!(1)), "{body}");
-    let seen = location_of(&mut cb, a, 10)
-        .await
-        .expect("B sees the upload");
-    assert_eq!(seen["updated_at"], t2);
-    assert_distance(&seen, HOME, north(2_000.0));
-    assert_eq!(cached(&gw, a).await.expect("A's latest").ts, t2);
-
-    drop((ca, cb));
-    fanout.stop().await;
     gw.stop().await;
 }
 

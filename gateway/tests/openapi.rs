@@ -8,10 +8,13 @@ use std::io::Write;
 use std::process::Command;
 
 use futures::{SinkExt, StreamExt};
-use nearby_testkit::{RawResponse, TestGateway, http_raw, now_ms, token, unique, user};
+use nearby_testkit::{RawResponse, http_raw, now_ms, token, unique, user};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
+
+/// The real gateway, started in-process by the test kit.
+type TestGateway = nearby_testkit::TestGateway<nearby_gateway::GatewayStage>;
 
 /// Routes of the client port that are not part of the API (pages for people).
 const NOT_API: &[&str] = &["GET /demo"];

@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use nearby_common::redis_store::{LatestLocation, LocationCache};
 use nearby_schemas::{Delivery, DeliveryPayload, FriendLocation, LocationBody, LocationEvent};
-use nearby_testkit::{SECRET, TestGateway, brokers, http, now_ms, redis_url, unique, user};
+use nearby_testkit::{SECRET, brokers, http, now_ms, redis_url, unique, user};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::json;
+
+/// The real gateway, started in-process by the test kit.
+type TestGateway = nearby_testkit::TestGateway<nearby_gateway::GatewayStage>;
 
 /// Every record of `user` on the location topic, read from the start.
 fn location_records(prefix: &str, user: i64) -> Vec<LocationEvent> {

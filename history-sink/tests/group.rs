@@ -16,8 +16,11 @@ use nearby_history_sink::SinkStatus;
 use nearby_testkit::client::sample;
 use nearby_testkit::events::position;
 use nearby_testkit::topics::location_topic;
-use nearby_testkit::{SinkNames, TestSink, cql_nodes, now_ms};
+use nearby_testkit::{SinkNames, cql_nodes, now_ms};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// The real sink, started in-process by the test kit.
+type TestSink = nearby_testkit::TestStage<nearby_history_sink::HistorySink>;
 
 /// The group's committed offset and the end, per partition (`nearby-admin lag`'s reading).
 fn committed_and_ends(names: &SinkNames) -> Vec<(i32, Option<i64>, i64)> {
@@ -120,7 +123,7 @@ async fn ready_at_the_assignment_and_the_lag_comes_down_to_zero() {
     const RECORDS: i64 = 120;
     let names = SinkNames::fresh();
     let topic = location_topic(&names.prefix, PARTITIONS).await;
-    let sink = names.spawn().await;
+    let sink = TestSink::spawn_with(names.args()).await;
 
     // Ready with no record on the topic: the group assigned the partitions.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -189,7 +192,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
     const RATE: u64 = 200; // records a second
     let names = SinkNames::fresh();
     let topic = location_topic(&names.prefix, PARTITIONS).await;
-    let a = names.spawn().await;
+    let a = TestSink::spawn_with(names.args()).await;
     metrics_until(&a, 60, "A holds every partition", |page| {
         sample(page, "nearby_history_sink_partitions") == Some(PARTITIONS.into())
     })
@@ -218,7 +221,7 @@ async fn stopping_one_of_two_instances_while_records_flow_keeps_every_row_once()
 
     // B joins while A writes: the group moves some of A's partitions to B.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let b = names.spawn().await;
+    let b = TestSink::spawn_with(names.args()).await;
     let held = |s: &SinkStatus| s.partitions.lock().unwrap().len();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !(b.status.is_ready()

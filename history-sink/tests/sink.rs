@@ -10,10 +10,13 @@ use nearby_schemas::{Connected, LocationBody, LocationEvent};
 use nearby_testkit::client::get;
 use nearby_testkit::events::gateway_position;
 use nearby_testkit::topics::location_topic;
-use nearby_testkit::{SinkNames, TestSink, cql_nodes, now_ms};
+use nearby_testkit::{SinkNames, cql_nodes, now_ms};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+
+/// The real sink, started in-process by the test kit.
+type TestSink = nearby_testkit::TestStage<nearby_history_sink::HistorySink>;
 
 /// A position of `user` at `ts` over a socket, with an accuracy, received 3 ms later.
 fn position(user: i64, ts: i64, lat: f64) -> LocationEvent {
@@ -78,7 +81,8 @@ async fn positions_become_rows_once_and_the_rest_is_skipped() {
             .expect("produced");
     }
 
-    let sink = TestSink::spawn(&prefix, &keyspace, &group, &[]).await;
+    let sink =
+        TestSink::spawn_with(nearby_testkit::sink::args(&prefix, &keyspace, &group, &[])).await;
     let (status, admin_addr) = (sink.status.clone(), sink.admin);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while status.rows.load(Ordering::Relaxed) < 4 {

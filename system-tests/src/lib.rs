@@ -1,2 +1,56 @@
-//! Tests that span several stages live in `tests/` here, so that no stage's crate depends on
-//! another stage through its tests. The library itself is empty.
+//! What the system tests share that names the stages: the test kit's generic starters bound to
+//! the real gateway, fanout and history sink, a gateway and fanout on one prefix ([`system`]),
+//! and waiting for fanout to apply friendship changes ([`wait_changes`]). The tests themselves
+//! are in `tests/`: each spans several stages, so no stage's crate depends on another through
+//! its tests.
+
+use std::time::Duration;
+
+use nearby_fanout::service::FanoutService;
+use nearby_gateway::GatewayStage;
+use nearby_history_sink::HistorySink;
+use nearby_testkit::TestStage;
+
+/// A gateway in-process.
+pub type TestGateway = nearby_testkit::TestGateway<GatewayStage>;
+/// A fanout instance in-process.
+pub type TestFanout = TestStage<FanoutService>;
+/// A history sink in-process.
+pub type TestSink = TestStage<HistorySink>;
+
+/// Starts fanout on `prefix` and `keyspace` in a fresh group ([`nearby_testkit::fanout::args`])
+/// and returns once it is ready.
+pub async fn start_fanout(prefix: &str, keyspace: &str, extra: &[&str]) -> TestFanout {
+    TestFanout::start(nearby_testkit::fanout::args(prefix, keyspace, extra)).await
+}
+
+/// Starts a history sink in `group` on `prefix` and `keyspace` and returns once it is ready.
+pub async fn start_sink(prefix: &str, keyspace: &str, group: &str, extra: &[&str]) -> TestSink {
+    TestSink::start(nearby_testkit::sink::args(prefix, keyspace, group, extra)).await
+}
+
+/// A gateway and a fanout sharing a prefix and keyspace.
+pub async fn system(extra_gateway: &[&str], extra_fanout: &[&str]) -> (TestGateway, TestFanout) {
+    let gw = TestGateway::start(extra_gateway).await;
+    let fanout = start_fanout(&gw.prefix, &gw.keyspace, extra_fanout).await;
+    (gw, fanout)
+}
+
+/// Waits until `fanout` has applied at least `n` friendship events in all.
+pub async fn wait_changes(fanout: &TestFanout, n: u64) {
+    let applied = || {
+        fanout
+            .status
+            .changes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while applied() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fanout applied {} of {n} changes",
+            applied()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use nearby_system_tests::TestGateway;
 use nearby_testkit::process::{binary, stdout};
-use nearby_testkit::{TestGateway, token, topic_prefix, topics, unique, user};
+use nearby_testkit::{token, topic_prefix, topics, unique, user};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A gateway running in-process, as `nearby-gateway` runs it, on `prefix` and `keyspace`.

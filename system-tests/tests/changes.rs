@@ -1,8 +1,9 @@
 //! Friend and sharing changes take effect on open sockets at once, on the real stack: real
 //! clients on one or two gateways, an in-process fanout, changes made over HTTP.
 
+use nearby_system_tests::{TestFanout, TestGateway, start_fanout};
 use nearby_testkit::pipeline::*;
-use nearby_testkit::{Client, TestFanout, TestGateway, now_ms, user};
+use nearby_testkit::{Client, now_ms, user};
 use serde_json::{Value, json};
 
 /// One or two gateways and a fanout on one prefix and keyspace.
@@ -20,7 +21,7 @@ impl System {
         } else {
             None
         };
-        let fanout = TestFanout::start(&g1.prefix, &g1.keyspace, &[]).await;
+        let fanout = start_fanout(&g1.prefix, &g1.keyspace, &[]).await;
         System { g1, g2, fanout }
     }
 

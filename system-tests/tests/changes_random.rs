@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use nearby_common::geo::{NEARBY_RADIUS_M, haversine_m};
+use nearby_system_tests::{TestGateway, start_fanout, wait_changes};
 use nearby_testkit::pipeline::*;
-use nearby_testkit::{TestFanout, TestGateway, now_ms, user};
+use nearby_testkit::{now_ms, user};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -140,7 +141,7 @@ async fn random_changes_and_moves_never_break_a_rule() {
 
     let g1 = TestGateway::start(&[]).await;
     let g2 = TestGateway::start_on(&g1.prefix, &g1.keyspace, "gw-b", &[]).await;
-    let fanout = TestFanout::start(&g1.prefix, &g1.keyspace, &[]).await;
+    let fanout = start_fanout(&g1.prefix, &g1.keyspace, &[]).await;
     let gws = [&g1, &g2];
     let people: Vec<i64> = (0..PEOPLE).map(|_| user()).collect();
     let home_of = |i: usize| gws[i % 2];

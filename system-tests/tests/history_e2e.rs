@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use nearby_testkit::{TestGateway, TestSink, now_ms, unique, user};
+use nearby_system_tests::{TestGateway, start_sink};
+use nearby_testkit::{now_ms, unique, user};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn an_out_of_order_upload_lands_in_history_and_the_api_returns_exactly_it() {
     let gw = TestGateway::start(&[]).await;
-    let sink = TestSink::start(&gw.prefix, &gw.keyspace, &unique("test-sink-"), &[]).await;
+    let sink = start_sink(&gw.prefix, &gw.keyspace, &unique("test-sink-"), &[]).await;
 
     let (me, other) = (user(), user());
     let now = now_ms();

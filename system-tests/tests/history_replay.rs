@@ -21,7 +21,7 @@ const HALF: i64 = 100;
 
 /// Runs a sink until `rows` rows are written, then stops it (which commits).
 async fn sink_until(env: &SinkNames, rows: u64) -> Arc<SinkStatus> {
-    let sink = env.spawn().await;
+    let sink = nearby_system_tests::TestSink::spawn_with(env.args()).await;
     let status = sink.status.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while status.rows.load(Ordering::Relaxed) < rows {

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use nearby_system_tests::{TestGateway, start_fanout, system};
 use nearby_testkit::pipeline::*;
-use nearby_testkit::{TestFanout, TestGateway, now_ms, user};
+use nearby_testkit::{now_ms, user};
 use serde_json::json;
 
 #[tokio::test]
@@ -99,7 +100,7 @@ async fn friends_in_range_see_each_other_move_in_and_out_and_strangers_never_do(
 async fn users_on_two_gateways_see_each_other() {
     let gw1 = TestGateway::start(&[]).await;
     let gw2 = TestGateway::start_on(&gw1.prefix, &gw1.keyspace, "gw-b", &[]).await;
-    let fanout = TestFanout::start(&gw1.prefix, &gw1.keyspace, &[]).await;
+    let fanout = start_fanout(&gw1.prefix, &gw1.keyspace, &[]).await;
     let (a, b, mut ca, mut cb) = connected_friends(&gw1, &gw2).await;
     at_home(&mut ca).await;
     report(&mut cb, north(1_000.0), now_ms()).await;

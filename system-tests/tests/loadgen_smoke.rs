@@ -3,7 +3,7 @@
 //! real stack. No thresholds: it must finish, write its JSON and plot, and see deliveries.
 
 use clap::Parser;
-use nearby_testkit::{SECRET, pipeline, unique};
+use nearby_testkit::{SECRET, unique};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -13,7 +13,7 @@ struct Args {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_scenario_runs_end_to_end_and_writes_its_result() {
-    let (gw, fanout) = pipeline::system(&[], &[]).await;
+    let (gw, fanout) = nearby_system_tests::system(&[], &[]).await;
     let out = std::env::temp_dir().join(unique("loadgen-smoke-"));
     let args = Args::parse_from([
         "loadgen".to_owned(),

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use nearby_schemas::{Delivery, DeliveryBatch, DeliveryPayload, FriendLeft, LeftReason};
-use nearby_testkit::{TestGateway, http, http_raw, now_ms, pipeline, user};
+use nearby_system_tests::TestGateway;
+use nearby_testkit::{http, http_raw, now_ms, pipeline, user};
 use serde_json::json;
 
 /// The samples of the `/metrics` on admin port `admin`, parsed by the reference parser
@@ -138,7 +139,7 @@ async fn metrics_parse_and_move_with_reports_refusals_and_deliveries() {
 
 #[tokio::test]
 async fn fanout_metrics_parse_and_count_events_and_deliveries() {
-    let (gw, fanout) = pipeline::system(&[], &[]).await;
+    let (gw, fanout) = nearby_system_tests::system(&[], &[]).await;
     let before = scrape(fanout.admin).await;
     assert_eq!(get(&before, "nearby_fanout_ready{}"), 1.0);
     let (_, _, mut ca, mut cb) = pipeline::connected_friends(&gw, &gw).await;

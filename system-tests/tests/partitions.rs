@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use nearby_common::partition::partition_of_user;
 use nearby_schemas::{LocationBody, LocationEvent};
+use nearby_system_tests::{TestFanout, system, wait_changes};
 use nearby_testkit::client::sample;
 use nearby_testkit::pipeline::*;
 use nearby_testkit::records::partition_records;
-use nearby_testkit::{Client, TestFanout, brokers, http, now_ms, user};
+use nearby_testkit::{Client, brokers, http, now_ms, user};
 use rdkafka::admin::{AdminOptions, NewPartitions};
 use tokio::time::Instant;
 

@@ -3,11 +3,10 @@
 //! loopback port 0 (as a [`TestStage`]) and returns once `/readyz` answers.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use nearby_common::shutdown::Shutdown;
-use nearby_gateway::{Gateway, GatewayStage};
+use nearby_common::stage::Stage;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -19,11 +18,12 @@ use crate::tokens::{SECRET, token};
 /// How long a stage may take to be ready (a gateway creates tables; fanout rebuilds its table).
 pub const READY: Duration = Duration::from_secs(60);
 
-/// A running gateway.
+/// A running gateway: `S` is `nearby_gateway::GatewayStage` (the kit depends on no stage's
+/// crate), so a test names it once: `type TestGateway = nearby_testkit::TestGateway<GatewayStage>;`.
 #[derive(Debug)]
-pub struct TestGateway {
+pub struct TestGateway<S: Stage> {
     /// The gateway itself (its registry, metrics, drain).
-    pub gw: Arc<Gateway>,
+    pub gw: S::Handle,
     /// Its client port (WebSocket and HTTP API).
     pub addr: SocketAddr,
     /// Its admin port (`/readyz`, `/metrics`, `/drain`).
@@ -38,7 +38,7 @@ pub struct TestGateway {
     pub task: JoinHandle<anyhow::Result<()>>,
 }
 
-impl TestGateway {
+impl<S: Stage> TestGateway<S> {
     /// Starts a gateway `gw-a` with `extra` command-line settings on a fresh prefix (its
     /// location and friendship topics made, 3 partitions each) and keyspace.
     pub async fn start(extra: &[&str]) -> Self {
@@ -60,10 +60,7 @@ impl TestGateway {
             admin,
             shutdown,
             task,
-        } = TestStage::<GatewayStage>::spawn_with(args)
-            .await
-            .ready()
-            .await;
+        } = TestStage::<S>::spawn_with(args).await.ready().await;
         Self {
             gw,
             addr: client.expect("a client port"),

@@ -1,5 +1,4 @@
-//! The steps end-to-end tests share once gateways and fanout run: a gateway and fanout on one
-//! prefix ([`system`]), befriending through the API (with sockets: [`connected_friends`]),
+//! The steps end-to-end tests share once gateways and fanout run: befriending through the API (with sockets: [`connected_friends`]),
 //! reporting at points north of [`HOME`], reading what a socket gets (the next location or
 //! `friend_left` about a friend, every frame for a while) and what a client must not meet.
 
@@ -11,7 +10,9 @@ use nearby_common::geo::haversine_m;
 use serde_json::{Value, json};
 
 use crate::client::{Client, http};
-use crate::fanout::TestFanout;
+use nearby_common::redis_store::{LatestLocation, LocationCache};
+use nearby_common::stage::Stage;
+
 use crate::gateway::TestGateway;
 use crate::names::user;
 use crate::tokens::token;
@@ -21,15 +22,8 @@ pub const M_PER_DEG: f64 = 111_195.08;
 /// Where the tests' people stand (San Francisco).
 pub const HOME: (f64, f64) = (37.7749, -122.4194);
 
-/// A gateway and a fanout sharing a prefix and keyspace.
-pub async fn system(extra_gateway: &[&str], extra_fanout: &[&str]) -> (TestGateway, TestFanout) {
-    let gw = TestGateway::start(extra_gateway).await;
-    let fanout = TestFanout::start(&gw.prefix, &gw.keyspace, extra_fanout).await;
-    (gw, fanout)
-}
-
 /// Makes `a` and `b` accepted friends through the API.
-pub async fn befriend(gw: &TestGateway, a: i64, b: i64) {
+pub async fn befriend<S: Stage>(gw: &TestGateway<S>, a: i64, b: i64) {
     befriend_at(gw.addr, a, b).await;
 }
 
@@ -54,9 +48,9 @@ pub async fn befriend_at(addr: SocketAddr, a: i64, b: i64) {
 
 /// Two fresh users made friends through `a_on`'s API, each with a socket open: A's on `a_on`,
 /// B's on `b_on`. Returns A, B and their clients.
-pub async fn connected_friends(
-    a_on: &TestGateway,
-    b_on: &TestGateway,
+pub async fn connected_friends<S: Stage>(
+    a_on: &TestGateway<S>,
+    b_on: &TestGateway<S>,
 ) -> (i64, i64, Client, Client) {
     let (a, b) = (user(), user());
     befriend(a_on, a, b).await;
@@ -102,29 +96,32 @@ pub fn assert_distance(entry: &Value, a: (f64, f64), b: (f64, f64)) {
     );
 }
 
+/// A position item of an upload, `north_m` metres north of [`HOME`] at `ts`.
+pub fn item(north_m: f64, ts: i64) -> Value {
+    let (lat, lon) = north(north_m);
+    json!({"lat": lat, "lon": lon, "ts": ts})
+}
+
+/// `POST /v1/me/locations` of `locations` as `u`: the status and the answer.
+pub async fn upload<S: Stage>(gw: &TestGateway<S>, u: i64, locations: Vec<Value>) -> (u16, Value) {
+    let body = json!({ "locations": locations }).to_string();
+    gw.call(u, "POST", "/v1/me/locations", Some(&body)).await
+}
+
+/// `u`'s latest position in the location cache of topic prefix `prefix` (what a page is built
+/// from), read from Redis as a gateway reads it.
+pub async fn cached(prefix: &str, u: i64) -> Option<LatestLocation> {
+    let mut redis = nearby_common::redis_store::connect(&crate::stack::redis_url())
+        .await
+        .expect("redis");
+    let cache = LocationCache::new(prefix, 600);
+    cache.get_many(&mut redis, &[u]).await.expect("redis")[0]
+}
+
 /// Asserts that `user`'s client met nothing a client should not (an error, a close without a
 /// `reconnect`): `unexpected` is what it met.
 pub fn assert_nothing_unexpected(user: i64, unexpected: &[String]) {
     assert!(unexpected.is_empty(), "user {user}: {unexpected:?}");
-}
-
-/// Waits until `fanout` has applied at least `n` friendship events in all.
-pub async fn wait_changes(fanout: &TestFanout, n: u64) {
-    let applied = || {
-        fanout
-            .status
-            .changes
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while applied() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "fanout applied {} of {n} changes",
-            applied()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Whether `frame` shows `friend` to its reader: in a `nearby` page or as a `friend_location`.

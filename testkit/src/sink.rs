@@ -1,34 +1,15 @@
-//! The history sink in tests: [`TestSink`], the real stage in-process on its own prefix,
-//! keyspace and group, its admin port on loopback port 0; [`SinkNames`], fresh names for one.
-
-use nearby_history_sink::HistorySink;
+//! The history sink in tests: the command line of a sink of a test's own ([`args`]) and fresh
+//! names for one ([`SinkNames`]). The running sink is a [`TestStage`](crate::TestStage) of
+//! `nearby_history_sink::HistorySink`.
 
 use crate::names::unique;
 use crate::stack::brokers;
-use crate::stage::{TestStage, args};
 
-/// A running history sink: its counters (rows written, records skipped, partitions held) and
-/// its admin port; [`Shutdown::stop`](nearby_common::shutdown::Shutdown::stop) lets it finish
-/// its writes and commit.
-pub type TestSink = TestStage<HistorySink>;
-
-impl TestSink {
-    /// Starts a sink reading `<prefix>.location-updates` in `group`, writing to `keyspace`, with
-    /// `extra` command-line settings, and returns once `/readyz` answers (its partitions
-    /// assigned).
-    pub async fn start(prefix: &str, keyspace: &str, group: &str, extra: &[&str]) -> Self {
-        Self::spawn(prefix, keyspace, group, extra)
-            .await
-            .ready()
-            .await
-    }
-
-    /// Like [`start`](Self::start), but returns as soon as it runs, for tests that watch it
-    /// become ready.
-    pub async fn spawn(prefix: &str, keyspace: &str, group: &str, extra: &[&str]) -> Self {
-        let own = [format!("--group-id={group}")];
-        Self::spawn_with(args("nearby-history-sink", prefix, keyspace, &own, extra)).await
-    }
+/// The command line of a sink reading `<prefix>.location-updates` in `group`, writing to
+/// `keyspace`, with `extra` settings.
+pub fn args(prefix: &str, keyspace: &str, group: &str, extra: &[&str]) -> Vec<String> {
+    let own = [format!("--group-id={group}")];
+    crate::stage::args("nearby-history-sink", prefix, keyspace, &own, extra)
 }
 
 /// Fresh names for a test of the sink: the stack's brokers, a topic prefix, a keyspace and a
@@ -61,8 +42,8 @@ impl SinkNames {
         format!("{}.location-updates", self.prefix)
     }
 
-    /// A sink on these names, returned as soon as it runs ([`TestSink::spawn`]).
-    pub async fn spawn(&self) -> TestSink {
-        TestSink::spawn(&self.prefix, &self.keyspace, &self.group, &[]).await
+    /// The command line of a sink on these names.
+    pub fn args(&self) -> Vec<String> {
+        args(&self.prefix, &self.keyspace, &self.group, &[])
     }
 }

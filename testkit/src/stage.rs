@@ -1,9 +1,10 @@
 //! Any stage in-process, through its [`Stage`] trait: [`TestStage`] builds it from its command
 //! line, serves it on loopback port 0, waits for it to be ready and stops it; [`args`] is the
 //! command line the test kit's stages share; [`build_and_run`] is what a binary does, for tests
-//! that start a stage before what it waits for exists. [`TestFanout`](crate::TestFanout) and
-//! [`TestSink`](crate::TestSink) are test stages; [`TestGateway`](crate::TestGateway) starts
-//! through one.
+//! that start a stage before what it waits for exists. The kit knows stages only through the
+//! trait (it depends on no stage's crate, so no crate's tests make a circle through it); a test
+//! names the stage: `TestStage::<FanoutService>::start(fanout::args(..))`.
+//! [`TestGateway`](crate::TestGateway) starts through one.
 
 use std::net::SocketAddr;
 
@@ -87,6 +88,12 @@ impl<S: Stage> TestStage<S> {
             shutdown,
             task,
         }
+    }
+
+    /// Builds and runs the stage from `args` ([`spawn_with`](Self::spawn_with)) and returns
+    /// once it is ready.
+    pub async fn start(args: Vec<String>) -> Self {
+        Self::spawn_with(args).await.ready().await
     }
 
     /// Returns once `/readyz` answers 200; fails the test after [`READY`].

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use nearby_common::UserId;
 use nearby_common::geo::NEARBY_RADIUS_M;
 use nearby_schemas::{
-    Delivery, DeliveryPayload, FriendLeft, LeftReason, LocationBody, LocationEvent,
+    Delivery, DeliveryPayload, FriendLeft, FriendLocation, LeftReason, LocationBody, LocationEvent,
 };
 
 use crate::active_friends::ActiveFriends;
@@ -68,6 +68,36 @@ impl Effects {
     pub fn clear(&mut self) {
         self.deliveries.clear();
         self.cache_writes.clear();
+    }
+
+    /// The deliveries `recipient` gets, with their gateway.
+    pub fn to(&self, recipient: UserId) -> Vec<&RoutedDelivery> {
+        self.deliveries
+            .iter()
+            .filter(|d| d.delivery.recipient_id == recipient)
+            .collect()
+    }
+
+    /// The friend entries `recipient` gets.
+    pub fn locations_to(&self, recipient: UserId) -> Vec<FriendLocation> {
+        self.to(recipient)
+            .into_iter()
+            .filter_map(|d| match &d.delivery.payload {
+                DeliveryPayload::FriendLocation(location) => Some(*location),
+                DeliveryPayload::FriendLeft(_) => None,
+            })
+            .collect()
+    }
+
+    /// The `friend_left` messages `recipient` gets.
+    pub fn lefts_to(&self, recipient: UserId) -> Vec<FriendLeft> {
+        self.to(recipient)
+            .into_iter()
+            .filter_map(|d| match &d.delivery.payload {
+                DeliveryPayload::FriendLeft(left) => Some(*left),
+                DeliveryPayload::FriendLocation(_) => None,
+            })
+            .collect()
     }
 
     /// Whether there is nothing to do.
