@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use nearby_common::history::{HistoryRow, HistoryStore};
 use nearby_common::shutdown::Shutdown;
-use nearby_common::stage::Listeners;
+use nearby_common::stage::{Listeners, Stage};
 use nearby_schemas::{LocationBody, LocationEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
@@ -37,11 +37,23 @@ pub struct HistorySink {
     pub status: Arc<SinkStatus>,
 }
 
-impl HistorySink {
+impl Stage for HistorySink {
+    type Config = SinkConfig;
+    type Handle = Arc<SinkStatus>;
+    const NAME: &'static str = "nearby-history-sink";
+
+    fn addresses(config: &Self::Config) -> (Option<std::net::SocketAddr>, std::net::SocketAddr) {
+        (None, config.admin_listen)
+    }
+
+    fn handle(&self) -> Self::Handle {
+        self.status.clone()
+    }
+
     /// Checks the configuration, connects to the CQL store and creates the keyspace and table
     /// if missing, and waits for the location topic's leaders: each waited for, while it does
     /// not answer yet, as long as `NEARBY_STARTUP_TIMEOUT` allows.
-    pub async fn build(config: SinkConfig) -> anyhow::Result<Self> {
+    async fn build(config: SinkConfig) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
         let stack = &config.stack;
         let startup = stack.startup();
@@ -74,7 +86,7 @@ impl HistorySink {
     /// what is written; the writes left are counted as abandoned. An error when the consumer
     /// cannot go on (a fatal Kafka error, such as another instance with the same
     /// `--instance-id`), after the same drain and commit.
-    pub async fn run(self, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
+    async fn run(self, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
         let stack = &self.config.stack;
         let topic = stack.topics()?.location_updates();
         let mut client =
@@ -156,32 +168,6 @@ impl HistorySink {
             "history sink stopped"
         );
         failure.map_or(Ok(()), Err)
-    }
-}
-
-impl nearby_common::stage::Stage for HistorySink {
-    type Config = SinkConfig;
-    type Handle = Arc<SinkStatus>;
-    const NAME: &'static str = "nearby-history-sink";
-
-    fn addresses(config: &Self::Config) -> (Option<std::net::SocketAddr>, std::net::SocketAddr) {
-        (None, config.admin_listen)
-    }
-
-    fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<Self>> + Send {
-        HistorySink::build(config)
-    }
-
-    fn handle(&self) -> Self::Handle {
-        self.status.clone()
-    }
-
-    fn run(
-        self,
-        listeners: Listeners,
-        shutdown: Shutdown,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send {
-        HistorySink::run(self, listeners, shutdown)
     }
 }
 

@@ -28,6 +28,7 @@
 //! Extra fanout flags go through `--fanout`, e.g. `--fanout=--graph-loads=64`; `RUST_LOG` sets
 //! the log filter (default: warnings and the fanout's own lines).
 
+use nearby_common::stage::Stage;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,7 @@
 //! nearby-loadgen sink-throughput --rows 100000
 //! ```
 
+use nearby_common::stage::Stage;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

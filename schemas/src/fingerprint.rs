@@ -259,21 +259,24 @@ fn invalid(reason: impl Into<String>) -> Error {
     }
 }
 
+/// apache-avro's own fingerprint of a schema text: the little-endian CRC-64-AVRO of its
+/// canonical form as apache-avro computes it. What [`rabin`] is checked against in tests; not
+/// for records (apache-avro keeps logical types in its canonical form, see the module's doc).
+#[doc(hidden)]
+pub fn apache_fingerprint(avsc: &str) -> u64 {
+    use apache_avro::rabin::Rabin;
+    let bytes = apache_avro::Schema::parse_str(avsc)
+        .expect("a valid schema")
+        .fingerprint::<Rabin>()
+        .bytes;
+    u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+}
+
 #[cfg(test)]
 mod tests {
-    use apache_avro::{Schema, rabin::Rabin};
+    use apache_avro::Schema;
 
     use super::*;
-
-    /// apache-avro's fingerprint of a schema: the little-endian CRC-64-AVRO of its canonical
-    /// form as apache-avro computes it.
-    fn apache_fingerprint(avsc: &str) -> u64 {
-        let bytes = Schema::parse_str(avsc)
-            .unwrap()
-            .fingerprint::<Rabin>()
-            .bytes;
-        u64::from_le_bytes(bytes.try_into().unwrap())
-    }
 
     #[test]
     fn rabin_matches_known_values_and_apache_avro() {

@@ -18,29 +18,27 @@ pub struct PublishedFile {
     pub avsc: &'static str,
 }
 
+/// The [`PublishedFile`] of a file in `schemas/avro/`, its text embedded.
+macro_rules! published {
+    ($file:literal) => {
+        PublishedFile {
+            file: $file,
+            avsc: include_str!(concat!("../avro/", $file)),
+        }
+    };
+}
+
 /// `location_event.v1.avsc`: the record on `nearby.location-updates`.
-pub const LOCATION_EVENT_V1: PublishedFile = PublishedFile {
-    file: "location_event.v1.avsc",
-    avsc: include_str!("../avro/location_event.v1.avsc"),
-};
+pub const LOCATION_EVENT_V1: PublishedFile = published!("location_event.v1.avsc");
 
 /// `delivery.v1.avsc`: the record on `nearby.deliveries.<gateway-id>`.
-pub const DELIVERY_V1: PublishedFile = PublishedFile {
-    file: "delivery.v1.avsc",
-    avsc: include_str!("../avro/delivery.v1.avsc"),
-};
+pub const DELIVERY_V1: PublishedFile = published!("delivery.v1.avsc");
 
 /// `delivery_batch.v1.avsc`: the record fanout writes on `nearby.deliveries.<gateway-id>`.
-pub const DELIVERY_BATCH_V1: PublishedFile = PublishedFile {
-    file: "delivery_batch.v1.avsc",
-    avsc: include_str!("../avro/delivery_batch.v1.avsc"),
-};
+pub const DELIVERY_BATCH_V1: PublishedFile = published!("delivery_batch.v1.avsc");
 
 /// `friendship_event.v1.avsc`: the record on the friendship events topic.
-pub const FRIENDSHIP_EVENT_V1: PublishedFile = PublishedFile {
-    file: "friendship_event.v1.avsc",
-    avsc: include_str!("../avro/friendship_event.v1.avsc"),
-};
+pub const FRIENDSHIP_EVENT_V1: PublishedFile = published!("friendship_event.v1.avsc");
 
 /// Every published file.
 pub const FILES: &[PublishedFile] = &[

@@ -4,8 +4,8 @@
 
 mod common;
 
-use apache_avro::{Schema, rabin::Rabin};
-use nearby_schemas::fingerprint::{parsing_canonical_form, rabin};
+use apache_avro::Schema;
+use nearby_schemas::fingerprint::{apache_fingerprint, parsing_canonical_form, rabin};
 use nearby_schemas::published::FILES;
 use nearby_schemas::{Catalog, FriendshipEvent, FriendshipKind, Record};
 
@@ -21,15 +21,6 @@ const FRIENDSHIP_V1_CANONICAL: &str = concat!(
     r#"{"name":"actor","type":"boolean"},"#,
     r#"{"name":"at","type":"long"}]}"#
 );
-
-/// apache-avro's own fingerprint of a schema text.
-fn apache_fingerprint(avsc: &str) -> u64 {
-    let bytes = Schema::parse_str(avsc)
-        .unwrap()
-        .fingerprint::<Rabin>()
-        .bytes;
-    u64::from_le_bytes(bytes.try_into().unwrap())
-}
 
 #[test]
 fn a_friendship_event_is_byte_for_byte_single_object_encoding() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use nearby_common::shutdown::Shutdown;
-use nearby_common::stage::Listeners;
+use nearby_common::stage::{Listeners, Stage};
 use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
 use nearby_history_sink::{HistorySink, SinkConfig};
 use nearby_testkit::stage::{self, build_and_run};

@@ -16,7 +16,7 @@ use nearby_common::clock::now_ms;
 use nearby_common::partition::partition_of_user;
 use nearby_common::redis_store::LocationCache;
 use nearby_common::shutdown::Shutdown;
-use nearby_common::stage::Listeners;
+use nearby_common::stage::{Listeners, Stage};
 use nearby_common::users::UserStore;
 use rdkafka::consumer::{CommitMode, StreamConsumer};
 use redis::aio::ConnectionManager;
@@ -50,10 +50,22 @@ pub struct FanoutService {
     pub status: Arc<Status>,
 }
 
-impl FanoutService {
+impl Stage for FanoutService {
+    type Config = FanoutServiceConfig;
+    type Handle = Arc<Status>;
+    const NAME: &'static str = "nearby-fanout";
+
+    fn addresses(config: &Self::Config) -> (Option<std::net::SocketAddr>, std::net::SocketAddr) {
+        (None, config.admin_listen)
+    }
+
+    fn handle(&self) -> Self::Handle {
+        self.status.clone()
+    }
+
     /// Checks the configuration and connects to the CQL store and Redis (waiting for each as
     /// long as `NEARBY_STARTUP_TIMEOUT` allows).
-    pub async fn build(config: FanoutServiceConfig) -> anyhow::Result<Self> {
+    async fn build(config: FanoutServiceConfig) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
         let stack = &config.stack;
         let startup = stack.startup();
@@ -77,7 +89,7 @@ impl FanoutService {
 
     /// Runs until `shutdown` (fanout's stop is short: the first signal stops it), serving
     /// health, readiness and metrics on the admin listener.
-    pub async fn run(self, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
+    async fn run(self, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
         let shutdown = shutdown.graceful().clone();
         let stack = self.config.stack.clone();
         let startup = stack.startup();
@@ -376,31 +388,5 @@ async fn keep_membership(
             () = shutdown.cancelled() => break,
             r = group.recv() => if let Err(e) = r { warn!(error = %e, "group consumer"); },
         }
-    }
-}
-
-impl nearby_common::stage::Stage for FanoutService {
-    type Config = FanoutServiceConfig;
-    type Handle = Arc<Status>;
-    const NAME: &'static str = "nearby-fanout";
-
-    fn addresses(config: &Self::Config) -> (Option<std::net::SocketAddr>, std::net::SocketAddr) {
-        (None, config.admin_listen)
-    }
-
-    fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<Self>> + Send {
-        FanoutService::build(config)
-    }
-
-    fn handle(&self) -> Self::Handle {
-        self.status.clone()
-    }
-
-    fn run(
-        self,
-        listeners: Listeners,
-        shutdown: Shutdown,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send {
-        FanoutService::run(self, listeners, shutdown)
     }
 }
