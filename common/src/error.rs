@@ -141,15 +141,7 @@ impl Error {
             Error::Produce { source, .. } => kafka_transient(source),
             Error::Topic { code, .. } => crate::startup::transient_code(*code),
             Error::CqlConnect { .. } => true,
-            Error::Cql(e) => matches!(
-                **e,
-                scylla::errors::ExecutionError::ConnectionPoolError(_)
-                    | scylla::errors::ExecutionError::RequestTimeout(_)
-                    | scylla::errors::ExecutionError::EmptyPlan
-                    | scylla::errors::ExecutionError::LastAttemptError(_)
-                    | scylla::errors::ExecutionError::SchemaAgreementError(_)
-                    | scylla::errors::ExecutionError::MetadataError(_)
-            ),
+            Error::Cql(e) => cql_transient(e),
             Error::Redis(e) => {
                 e.is_io_error()
                     || e.is_connection_refusal()
@@ -162,6 +154,28 @@ impl Error {
     }
 }
 
+/// A node not answering or not ready yet; never a refused statement (syntax, schema, auth).
+fn cql_transient(e: &scylla::errors::ExecutionError) -> bool {
+    use scylla::errors::{DbError, ExecutionError as E, RequestAttemptError as A};
+    match e {
+        E::ConnectionPoolError(_)
+        | E::RequestTimeout(_)
+        | E::EmptyPlan
+        | E::SchemaAgreementError(_)
+        | E::MetadataError(_) => true,
+        E::LastAttemptError(A::DbError(db, _)) => matches!(
+            db,
+            DbError::Unavailable { .. }
+                | DbError::Overloaded
+                | DbError::IsBootstrapping
+                | DbError::ReadTimeout { .. }
+                | DbError::WriteTimeout { .. }
+        ),
+        E::LastAttemptError(A::BrokenConnectionError(_) | A::UnableToAllocStreamId) => true,
+        _ => false,
+    }
+}
+
 fn kafka_transient(e: &rdkafka::error::KafkaError) -> bool {
     e.rdkafka_error_code()
         .is_some_and(crate::startup::transient_code)
@@ -169,3 +183,31 @@ fn kafka_transient(e: &rdkafka::error::KafkaError) -> bool {
 
 /// Result with the shared [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+
+    use super::*;
+
+    fn cql(db: DbError) -> Error {
+        Error::Cql(Box::new(ExecutionError::LastAttemptError(
+            RequestAttemptError::DbError(db, "from the node".into()),
+        )))
+    }
+
+    #[test]
+    fn a_node_not_ready_is_waited_for_but_a_refused_statement_is_not() {
+        assert!(cql(DbError::IsBootstrapping).is_transient());
+        assert!(cql(DbError::Overloaded).is_transient());
+        assert!(!cql(DbError::SyntaxError).is_transient());
+        assert!(!cql(DbError::Unauthorized).is_transient());
+        let topic = |code| Error::Topic {
+            topic: "t".into(),
+            code,
+        };
+        assert!(topic(rdkafka::types::RDKafkaErrorCode::LeaderNotAvailable).is_transient());
+        assert!(!topic(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed).is_transient());
+        assert!(!Error::InvalidKeyspace("a-b".into()).is_transient());
+    }
+}
