@@ -201,6 +201,12 @@ async fn stop_when_drained(gw: Arc<Gateway>) {
 /// cancels the gateway's token.
 async fn follow_shutdown(gw: Arc<Gateway>, shutdown: Shutdown) {
     tokio::select! {
+        // A stop at once also cancels the orderly one: looked at first, so it starts no drain.
+        biased;
+        () = shutdown.now().cancelled() => {
+            gw.shutdown.cancel();
+            return;
+        }
         () = shutdown.graceful().cancelled() => { gw.drain.start(None); }
         () = gw.shutdown.cancelled() => return,
     }

@@ -125,6 +125,15 @@ async fn metrics_parse_and_move_with_reports_refusals_and_deliveries() {
         moved("nearby_gateway_reports_total{result=invalid_coordinates,via=socket}"),
         1.0
     );
+    // Ingest's own counters, served through the same registry.
+    assert_eq!(
+        moved("nearby_gateway_ingest_events_total{kind=position}"),
+        1.0
+    );
+    assert_eq!(
+        moved("nearby_gateway_ingest_rejected_total{code=invalid_coordinates}"),
+        1.0
+    );
     assert_eq!(
         moved("nearby_gateway_deliveries_total{kind=friend_left}"),
         2.0
