@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark command: runs the default load scenario end to end and writes its JSON result
-# and SVG plot under target/loadgen/ (see docs/PERFORMANCE.md).
+# The benchmark command: runs the default load scenario end to end, then the Redis Pub/Sub
+# baselines and the saturation ramp on the same city, and writes their JSON results and SVG
+# plots under target/loadgen/ (see docs/PERFORMANCE.md).
 #
 #   scripts/bench.sh                      # the default scenario
 #   scripts/bench.sh --duration 60s ...   # extra flags go to `nearby-loadgen run` (later wins)
@@ -70,12 +71,18 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # Pub/Sub routing (see docs/PERFORMANCE.md). Its JSON goes next to the run's.
 # Extra flags that shape the city or the report rate apply to it too (the last one given wins).
 # It runs for 60 s: it has no start-up phase, so a minute gives its steady rates.
+# The ramp below takes the city's flags only (`same_city`): it sets its own report rates.
 same=()
+same_city=()
 while (($#)); do
     case $1 in
-    --people | --degree | --side-km | --local-share | --local-km | --seed | --interval)
+    --people | --degree | --side-km | --local-share | --local-km | --seed)
+        (($# >= 2)) && same+=("$1" "$2") && same_city+=("$1" "$2") && shift ;;
+    --people=* | --degree=* | --side-km=* | --local-share=* | --local-km=* | --seed=*)
+        same+=("$1") && same_city+=("$1") ;;
+    --interval)
         (($# >= 2)) && same+=("$1" "$2") && shift ;;
-    --people=* | --degree=* | --side-km=* | --local-share=* | --local-km=* | --seed=* | --interval=*)
+    --interval=*)
         same+=("$1") ;;
     esac
     shift
@@ -84,3 +91,9 @@ echo "--- bench.sh: the Redis Pub/Sub baseline on the same city: routing only"
 "$bin"/nearby-loadgen baseline "${city[@]}" "${timing[@]}" "${same[@]}" --duration 60s --out target/loadgen
 echo "--- bench.sh: the same, each delivery also written to its recipient's socket (as our gateway does)"
 "$bin"/nearby-loadgen baseline "${city[@]}" "${timing[@]}" "${same[@]}" --duration 60s --push --out target/loadgen
+
+# The saturation curve on the same city: the offered report rate raised step by step (50/s,
+# × 1.5 each 30 s step, at most 12) until p99 passes 50 ms, a consumer group's lag grows through
+# a step, or the generator falls short (see docs/PERFORMANCE.md, "Saturation curve").
+echo "--- bench.sh: the saturation ramp on the same city"
+"$bin"/nearby-loadgen ramp "${city[@]}" "${same_city[@]}" --out target/loadgen

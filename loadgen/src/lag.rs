@@ -52,22 +52,24 @@ pub fn fanout_events(line: &str) -> Option<u64> {
         .ok()
 }
 
-/// One sample now.
-pub async fn sample(target: &LagTarget, started: Instant) -> LagSample {
+/// How far `group` is behind `topic` now: Σ over partitions of high watermark − committed
+/// offset (`None` if Kafka did not answer).
+pub async fn group_lag(brokers: &str, group: &str, topic: &str) -> Option<i64> {
     // rdkafka's offset and watermark calls block: off the async threads.
-    let (brokers, group, topic) = (
-        target.brokers.clone(),
-        target.group.clone(),
-        target.topic.clone(),
-    );
-    let lag = tokio::task::spawn_blocking(move || {
+    let (brokers, group, topic) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
         nearby_common::kafka::group_lag(&brokers, &group, &topic)
             .ok()
             .map(|parts| parts.iter().map(|p| p.lag).sum())
     })
     .await
     .ok()
-    .flatten();
+    .flatten()
+}
+
+/// One sample now.
+pub async fn sample(target: &LagTarget, started: Instant) -> LagSample {
+    let lag = group_lag(&target.brokers, &target.group, &target.topic).await;
     let (fanout, sink) = tokio::join!(readyz(target.fanout_admin), readyz(target.sink_admin));
     LagSample {
         t_s: started.elapsed().as_secs_f64(),

@@ -3,7 +3,8 @@
 //! the real system and by the Redis Pub/Sub baseline, so both are driven by the same people;
 //! [`run`], the run against a running system (with [`setup`] of its people, the client side in
 //! [`net`], readings of /proc (`nearby_common::procfs`) and consumer [`lag`], [`stats`] and
-//! the [`plot`]). The other measurement tools: [`measure`], idle memory per socket and latencies
+//! the [`plot`]); [`ramp`], the same city at offered rates raised step by step until the
+//! system saturates (the saturation curve). The other measurement tools: [`measure`], idle memory per socket and latencies
 //! of a running system; [`rebuild`], a new fanout instance's table rebuild; [`sink_throughput`],
 //! the history sink's rows/s against a plain insert loop.
 
@@ -12,6 +13,7 @@ pub mod lag;
 pub mod measure;
 pub mod net;
 pub mod plot;
+pub mod ramp;
 pub mod rebuild;
 pub mod run;
 pub mod setup;

@@ -22,6 +22,12 @@ enum Command {
     /// given twice takes its last value (so `scripts/bench.sh --interval 30s` overrides).
     #[command(args_override_self = true)]
     Run(Box<nearby_loadgen::run::RunArgs>),
+    /// The saturation curve: the same city as `run`, the offered report rate raised in steps
+    /// (`--start-rate` × `--factor`^k for `--step` each) until p99 latency passes
+    /// `--p99-limit`, a consumer group's lag grows through a step, or the generator falls short.
+    /// A flag given twice takes its last value, as for `run`.
+    #[command(args_override_self = true)]
+    Ramp(Box<nearby_loadgen::ramp::RampArgs>),
     /// The original design's routing layer on the same city: per-user Redis Pub/Sub channels,
     /// subscribers filtering by distance; counts deliveries per CPU-second of Redis + servers.
     /// A flag given twice takes its last value, as for `run`.
@@ -88,6 +94,17 @@ fn main() -> anyhow::Result<()> {
                 "baseline.json"
             };
             println!("wrote {}", args.out.join(file).display());
+            Ok(())
+        }
+        Command::Ramp(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let r = runtime.block_on(nearby_loadgen::ramp::ramp(&args))?;
+            print!("{}", nearby_loadgen::ramp::table(&r));
+            println!(
+                "wrote {} and {}",
+                r.json_path.display(),
+                r.plot_path.display()
+            );
             Ok(())
         }
         Command::Run(args) => {

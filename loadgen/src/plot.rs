@@ -1,18 +1,29 @@
-//! The run's plot: latency percentiles per second, deliveries per second and reports per
-//! second over the run, one panel each, as an SVG (plotters with its SVG backend only).
+//! Panels of lines stacked in one SVG (plotters with its SVG backend only): the run's latency
+//! percentiles, deliveries and reports per second over its seconds, or the ramp's costs and
+//! latency against its offered rate.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
-/// One named line of a panel: (seconds, value) points.
+/// One named line of a panel: (x, value) points.
 pub type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
 /// One panel: title, y-axis label and its lines.
 pub type Panel<'a> = (&'a str, &'a str, Vec<Series<'a>>);
 
-/// Draws `panels` one above the other into an SVG at `path`.
+/// Draws `panels` one above the other into an SVG at `path`, over the seconds of a run.
 pub fn draw(path: &Path, title: &str, panels: &[Panel<'_>]) -> anyhow::Result<()> {
+    draw_over(path, title, "seconds into the run", panels)
+}
+
+/// Draws `panels` one above the other into an SVG at `path`, their x axis named `x_desc`.
+pub fn draw_over(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    panels: &[Panel<'_>],
+) -> anyhow::Result<()> {
     let height = 260 * u32::try_from(panels.len().max(1)).unwrap_or(1) + 40;
     let root = SVGBackend::new(path, (900, height)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -36,11 +47,7 @@ pub fn draw(path: &Path, title: &str, panels: &[Panel<'_>]) -> anyhow::Result<()
             .x_label_area_size(30)
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds into the run")
-            .y_desc(*unit)
-            .draw()?;
+        chart.configure_mesh().x_desc(x_desc).y_desc(*unit).draw()?;
         for (label, color, pts) in lines {
             let color = *color;
             chart

@@ -15,52 +15,56 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{MIN_REPORT_GAP, RunArgs, bar};
+use super::{MIN_REPORT_GAP, SessionArgs, bar};
 use crate::net::{self, Ws};
 
 /// Send times kept per person (enough for every report still in flight).
 const SENT_KEPT: usize = 64;
 
 /// One timed delivery: (second of the run it was received in, latency ms).
-pub(super) type Sample = (u32, f32);
+pub(crate) type Sample = (u32, f32);
 
 /// What the driver hands a writer: where the person is now (lat, lon).
-pub(super) type Report = (f64, f64);
+pub(crate) type Report = (f64, f64);
 
 /// Counters shared by every socket's tasks.
 #[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub(super) reports: AtomicU64,
-    pub(super) send_failed: AtomicU64,
-    pub(super) friend_locations: AtomicU64,
-    pub(super) matched: AtomicU64,
-    pub(super) by_own_report: AtomicU64,
-    pub(super) friend_left: AtomicU64,
-    pub(super) nearby_pages: AtomicU64,
-    pub(super) error_frames: AtomicU64,
-    pub(super) closed: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) reports: AtomicU64,
+    pub(crate) send_failed: AtomicU64,
+    pub(crate) friend_locations: AtomicU64,
+    pub(crate) matched: AtomicU64,
+    pub(crate) by_own_report: AtomicU64,
+    pub(crate) friend_left: AtomicU64,
+    pub(crate) nearby_pages: AtomicU64,
+    pub(crate) error_frames: AtomicU64,
+    pub(crate) closed: AtomicU64,
     /// Reports sent per second of the run.
-    pub(super) reports_per_s: Vec<AtomicU64>,
+    pub(crate) reports_per_s: Vec<AtomicU64>,
 }
 
 /// What every socket task shares.
 #[derive(Debug)]
-pub(super) struct Shared {
+pub(crate) struct Shared {
     /// The first person's user id; person `i` is `base + i`.
     base: i64,
     /// When the measured run starts, epoch µs (set before the socket tasks start).
-    pub(super) t0_us: i64,
+    pub(crate) t0_us: i64,
     /// Per person: (ts, send time in epoch µs) of the latest reports.
     sent: Vec<Mutex<VecDeque<(i64, i64)>>>,
-    pub(super) counters: Counters,
+    pub(crate) counters: Counters,
     /// `error` frames by code.
-    pub(super) errors: Mutex<BTreeMap<String, u64>>,
+    pub(crate) errors: Mutex<BTreeMap<String, u64>>,
+    /// When set (`ramp`), where every reader puts its samples, taken step by step; otherwise
+    /// each reader keeps its own until the end.
+    live: Option<Mutex<Vec<Sample>>>,
 }
 
 impl Shared {
     /// For `people` people with user ids from `base`, counting reports per second over
-    /// `seconds` seconds (later ones count in the last).
-    pub(super) fn new(base: i64, people: usize, seconds: usize) -> Self {
+    /// `seconds` seconds (later ones count in the last); with `live`, the samples are
+    /// gathered here as they come (see [`Shared::take_live`]).
+    pub(crate) fn new(base: i64, people: usize, seconds: usize, live: bool) -> Self {
         Self {
             base,
             t0_us: 0,
@@ -70,7 +74,15 @@ impl Shared {
                 ..Counters::default()
             },
             errors: Mutex::default(),
+            live: live.then(Mutex::default),
         }
+    }
+
+    /// The samples received since the last call (none unless made `live`).
+    pub(crate) fn take_live(&self) -> Vec<Sample> {
+        self.live.as_ref().map_or_else(Vec::new, |l| {
+            std::mem::take(&mut *l.lock().expect("live lock"))
+        })
     }
 
     /// The second of the run that `at_us` (epoch µs) falls in.
@@ -94,7 +106,7 @@ struct Frame<'a> {
 /// Opens one socket per person (`tokens[i]` is person `i`'s), at most `--connect-concurrency`
 /// handshakes at a time; `None` for a person whose socket did not open. Prints each distinct
 /// error once, with how often it happened.
-pub(super) async fn connect_all(args: &RunArgs, tokens: &[String]) -> Vec<Option<Ws>> {
+pub(crate) async fn connect_all(args: &SessionArgs, tokens: &[String]) -> Vec<Option<Ws>> {
     let n = tokens.len();
     let pb = bar(
         args.no_progress,
@@ -127,14 +139,14 @@ pub(super) async fn connect_all(args: &RunArgs, tokens: &[String]) -> Vec<Option
 
 /// The reader and writer tasks of every open socket.
 #[derive(Debug)]
-pub(super) struct SocketTasks {
+pub(crate) struct SocketTasks {
     readers: Vec<JoinHandle<Vec<Sample>>>,
     writers: Vec<JoinHandle<()>>,
 }
 
 impl SocketTasks {
     /// Waits for every task (they end at the stop) and returns every reader's samples.
-    pub(super) async fn join(self) -> anyhow::Result<Vec<Sample>> {
+    pub(crate) async fn join(self) -> anyhow::Result<Vec<Sample>> {
         let mut samples = Vec::new();
         for r in self.readers {
             samples.extend(r.await.context("a reader panicked")?);
@@ -148,7 +160,7 @@ impl SocketTasks {
 
 /// Starts a reader and a writer task per open socket, all stopping when `stop` turns true.
 /// Returns, per person, the sender that hands their writer a report (`None`: no socket).
-pub(super) fn spawn(
+pub(crate) fn spawn(
     sockets: Vec<Option<Ws>>,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
@@ -308,7 +320,12 @@ impl Reader {
         #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
         let ms = ((at - sent_us) as f64 / 1000.0) as f32;
         let second = u32::try_from(shared.second(at)).unwrap_or(u32::MAX);
-        self.samples.push((second, ms));
+        // One lock per delivery when live: readers run on every worker, and a step's figures
+        // are needed while the ramp runs, not only when the readers end.
+        match &shared.live {
+            Some(live) => live.lock().expect("live lock").push((second, ms)),
+            None => self.samples.push((second, ms)),
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use rand::rngs::ThreadRng;
 use tokio::sync::mpsc;
 use tokio::time::{self, Instant, Interval, MissedTickBehavior};
 
+use super::MIN_REPORT_GAP;
 use super::clients::{Report, Shared};
-use super::{MIN_REPORT_GAP, RunArgs};
 use crate::sim::City;
 
 /// How often the progress bar is redrawn.
@@ -23,7 +23,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// The run's progress bar, refreshed from the shared counters on its own clock.
 #[derive(Debug)]
-pub(super) struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
     tick: Interval,
     shared: Arc<Shared>,
@@ -33,7 +33,7 @@ pub(super) struct Progress {
 
 impl Progress {
     /// Draws on `bar` the counters of `shared` and the seconds since `started`.
-    pub(super) fn new(bar: ProgressBar, shared: Arc<Shared>, started: std::time::Instant) -> Self {
+    pub(crate) fn new(bar: ProgressBar, shared: Arc<Shared>, started: std::time::Instant) -> Self {
         let mut tick = time::interval(PROGRESS_EVERY);
         // A late redraw is not made up: the bar only ever shows the latest counts.
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -59,10 +59,24 @@ impl Progress {
     }
 }
 
+/// The shape of a window: how often each person reports, for how long, and how long to read
+/// after.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    /// Time between one person's reports.
+    pub(crate) interval: Duration,
+    /// The share of the interval each gap may differ by, at random.
+    pub(crate) jitter: f64,
+    /// How long people report.
+    pub(crate) duration: Duration,
+    /// How long to wait after the last report.
+    pub(crate) drain: Duration,
+}
+
 /// The state of the measured window. Each person's first report falls at random in the first
 /// interval, the next ones an interval (± jitter) after.
 #[derive(Debug)]
-pub(super) struct Driver<'a> {
+pub(crate) struct Driver<'a> {
     /// Moves the people between reports.
     city: &'a mut City,
     interval: Duration,
@@ -73,8 +87,9 @@ pub(super) struct Driver<'a> {
     queue: BinaryHeap<Reverse<(Instant, usize)>>,
     /// When each person last moved.
     last_step: Vec<Instant>,
-    /// Per person, the way to their writer (`None`: no socket); emptied when reporting ends.
-    report_tx: Vec<Option<mpsc::UnboundedSender<Report>>>,
+    /// Per person, the way to their writer (`None`: no socket); kept by the caller, so the
+    /// writers outlive one window (`ramp` runs one per step).
+    report_tx: &'a [Option<mpsc::UnboundedSender<Report>>],
     /// When reporting ends.
     end: Instant,
     drain: Duration,
@@ -84,12 +99,12 @@ pub(super) struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    /// A window of `--duration` then `--drain`, moving the people of `city` and handing their
-    /// reports to `report_tx`; it starts now.
-    pub(super) fn new(
-        args: &RunArgs,
+    /// A window of `window`'s duration then its drain, moving the people of `city` and handing
+    /// their reports to `report_tx`; it starts now.
+    pub(crate) fn new(
+        window: Window,
         city: &'a mut City,
-        report_tx: Vec<Option<mpsc::UnboundedSender<Report>>>,
+        report_tx: &'a [Option<mpsc::UnboundedSender<Report>>],
         progress: Progress,
     ) -> Self {
         let mut rng = rand::rng();
@@ -97,27 +112,27 @@ impl<'a> Driver<'a> {
         let mut queue = BinaryHeap::new();
         for (i, tx) in report_tx.iter().enumerate() {
             if tx.is_some() {
-                let first = args.interval.mul_f64(rng.random_range(0.0..1.0));
+                let first = window.interval.mul_f64(rng.random_range(0.0..1.0));
                 queue.push(Reverse((t0 + first, i)));
             }
         }
         Self {
             last_step: vec![t0; report_tx.len()],
             city,
-            interval: args.interval,
-            jitter: args.jitter.clamp(0.0, 0.9),
+            interval: window.interval,
+            jitter: window.jitter.clamp(0.0, 0.9),
             rng,
             queue,
             report_tx,
-            end: t0 + args.duration,
-            drain: args.drain,
+            end: t0 + window.duration,
+            drain: window.drain,
             drain_until: None,
             progress,
         }
     }
 
     /// Runs the window to the end of the drain.
-    pub(super) async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         loop {
             let due = self.next_due();
             tokio::select! {
@@ -165,10 +180,9 @@ impl<'a> Driver<'a> {
         self.queue.push(Reverse((due + gap, i)));
     }
 
-    /// Ends reporting: every writer learns that no report follows (its channel closes), and
-    /// the drain starts.
+    /// Ends reporting (nothing more is scheduled; the writers stay, for a later window or the
+    /// stop), and the drain starts.
     fn on_reporting_end(&mut self) {
-        self.report_tx.clear();
         self.queue.clear();
         self.drain_until = Some(Instant::now() + self.drain);
     }

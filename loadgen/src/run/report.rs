@@ -72,7 +72,7 @@ pub struct Counts {
 impl Counts {
     /// The counts in `shared` once every socket task has ended, for `people` people with
     /// `friend_pairs` friendships of whom `connected` had a socket.
-    pub(super) fn read(
+    pub(crate) fn read(
         shared: &Shared,
         people: usize,
         friend_pairs: usize,
@@ -187,19 +187,19 @@ pub(super) fn timeline(
 /// The scenario's parameters as the result records them.
 pub(super) fn parameters(args: &RunArgs, city: &City) -> serde_json::Value {
     serde_json::json!({
-        "people": args.city.people,
-        "degree": args.city.degree,
-        "side_km": args.city.side_km,
-        "local_share": args.city.local_share,
-        "seed": args.city.seed,
+        "people": args.session.city.people,
+        "degree": args.session.city.degree,
+        "side_km": args.session.city.side_km,
+        "local_share": args.session.city.local_share,
+        "seed": args.session.city.seed,
         "mean_degree": city.mean_degree(),
         "interval_s": args.interval.as_secs_f64(),
         "jitter": args.jitter,
         "duration_s": args.duration.as_secs_f64(),
         "drain_s": args.drain.as_secs_f64(),
-        "gateway": args.gateway.to_string(),
-        "per_source": args.per_source,
-        "connect_concurrency": args.connect_concurrency,
+        "gateway": args.session.gateway.to_string(),
+        "per_source": args.session.per_source,
+        "connect_concurrency": args.session.connect_concurrency,
         "lag_group": args.lag_group,
     })
 }

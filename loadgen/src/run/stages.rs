@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::RunArgs;
+use super::SessionArgs;
 use crate::procfs;
 
 /// One stage's CPU time over the measured run.
@@ -43,7 +43,7 @@ pub struct Costs {
 }
 
 /// The stages' pids (unless `--no-costs`); a stage not found is left out, with a warning.
-fn stage_pids(args: &RunArgs) -> BTreeMap<String, u32> {
+fn stage_pids(args: &SessionArgs) -> BTreeMap<String, u32> {
     let mut pids = BTreeMap::new();
     if args.no_costs {
         return pids;
@@ -73,7 +73,7 @@ fn cpu(pids: &BTreeMap<String, u32>) -> BTreeMap<String, f64> {
 /// The readings taken up to the end of the measured run: where the stages are, the gateway's
 /// memory before and after the sockets opened, and the CPU counters at the start.
 #[derive(Debug)]
-pub(super) struct CostMeter {
+pub(crate) struct CostMeter {
     pids: BTreeMap<String, u32>,
     /// The gateway's pid as /proc names it.
     gateway_pid: Option<String>,
@@ -86,7 +86,7 @@ pub(super) struct CostMeter {
 
 impl CostMeter {
     /// Finds the stages and reads the gateway's memory before any socket opens.
-    pub(super) fn new(args: &RunArgs) -> Self {
+    pub(crate) fn new(args: &SessionArgs) -> Self {
         let pids = stage_pids(args);
         let gateway_pid = pids.get("gateway").map(u32::to_string);
         let mut meter = Self {
@@ -109,20 +109,26 @@ impl CostMeter {
             .and_then(|p| procfs::vm_kib(p, "VmRSS").ok())
     }
 
+    /// Each stage's CPU seconds now (user + system), by stage name, for a reading over part of
+    /// the run (a step of `ramp`).
+    pub(crate) fn stage_cpu_now(&self) -> BTreeMap<String, f64> {
+        cpu(&self.pids)
+    }
+
     /// Reads the gateway's memory once every socket is open.
-    pub(super) fn on_connected(&mut self) {
+    pub(crate) fn on_connected(&mut self) {
         self.rss_connected = self.gateway_rss();
     }
 
     /// Reads the CPU counters as the measured run starts.
-    pub(super) fn on_start(&mut self) {
+    pub(crate) fn on_start(&mut self) {
         self.cpu_before = cpu(&self.pids);
         self.my_cpu_before = procfs::cpu_secs("self");
         self.machine_before = procfs::machine_ticks();
     }
 
     /// Reads them again, and the gateway's memory, as the measured run ends.
-    pub(super) fn on_end(self) -> CostReadings {
+    pub(crate) fn on_end(self) -> CostReadings {
         let cpu_after = cpu(&self.pids);
         let my_cpu = procfs::cpu_secs("self")
             .zip(self.my_cpu_before)
@@ -141,7 +147,7 @@ impl CostMeter {
 
 /// Every reading of the run, waiting for its counts to become [`Costs`].
 #[derive(Debug)]
-pub(super) struct CostReadings {
+pub(crate) struct CostReadings {
     meter: CostMeter,
     cpu_after: BTreeMap<String, f64>,
     my_cpu: Option<f64>,
@@ -153,7 +159,7 @@ impl CostReadings {
     /// The costs of a run that sent `reports` and received `friend_locations` over `connected`
     /// sockets.
     #[allow(clippy::cast_precision_loss)]
-    pub(super) fn costs(self, reports: u64, friend_locations: u64, connected: usize) -> Costs {
+    pub(crate) fn costs(self, reports: u64, friend_locations: u64, connected: usize) -> Costs {
         let m = self.meter;
         let mut stages = BTreeMap::new();
         for (stage, pid) in &m.pids {
