@@ -64,13 +64,20 @@ pub struct RampArgs {
     )]
     pub lag_groups: Vec<String>,
     /// A group's lag may grow over a step by this many seconds of the offered rate before it
-    /// counts as growing (offsets are committed now and then, so a keeping-up group's lag
-    /// wobbles by about a commit interval's records).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    /// counts as growing: the lag is read from committed offsets, and fanout and the sink
+    /// commit every 5 s, so a group that keeps up wobbles by up to a commit interval's records
+    /// (a first run with 2 s stopped a keeping-up sink at 150 reports/s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub lag_slack: Duration,
     /// Do not read consumer lag (no lag rule).
     #[arg(long)]
     pub no_lag: bool,
+    /// A warm-up at the first step's rate before the steps, judged by no stop rule: everyone
+    /// becoming active at once (friend lists read, first pages) is not steady load. By default
+    /// long enough for everyone to report about once (connected ÷ start rate, at most 2 min);
+    /// `0s` for none.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub warmup: Option<Duration>,
     /// How long to keep reading after the last step, before the sockets close.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
@@ -120,7 +127,10 @@ pub async fn ramp(args: &RampArgs) -> anyhow::Result<RampResult> {
         connected > 0,
         "no socket opened (see the errors above): nothing to ramp"
     );
-    let steps_s = args.step.as_secs_f64() * f64::from(args.max_steps);
+    let warmup = args.warmup.unwrap_or_else(|| {
+        Duration::from_secs_f64((connected as f64 / args.start_rate).min(120.0))
+    });
+    let steps_s = args.step.as_secs_f64() * f64::from(args.max_steps) + warmup.as_secs_f64();
     let total_secs = (steps_s + args.drain.as_secs_f64()) as usize + 30;
     // Live: each step's latency is needed as it ends, for the stop rule.
     let Started {
@@ -143,13 +153,19 @@ pub async fn ramp(args: &RampArgs) -> anyhow::Result<RampResult> {
 
     let mut steps: Vec<Step> = Vec::new();
     let mut lag_before = read_lags(brokers, args.groups(), &topic).await;
-    for k in 0..args.max_steps {
-        let offered = args.offered(k);
+    let mut warmup_step = None;
+    // The warm-up first (index `None`), then the judged steps.
+    let plan = (!warmup.is_zero())
+        .then_some((None, warmup))
+        .into_iter()
+        .chain((0..args.max_steps).map(|k| (Some(k), args.step)));
+    for (k, duration) in plan {
+        let offered = args.offered(k.unwrap_or(0));
         // Open loop: the rate is spread over everyone, whatever the system answers.
         let window = Window {
             interval: Duration::from_secs_f64(connected as f64 / offered),
             jitter: args.jitter,
-            duration: args.step,
+            duration,
             drain: Duration::ZERO,
         };
         let progress = Progress::new(pb.clone(), shared.clone(), started);
@@ -161,17 +177,22 @@ pub async fn ramp(args: &RampArgs) -> anyhow::Result<RampResult> {
         let samples = shared.take_live();
         let lag_after = read_lags(brokers, args.groups(), &topic).await;
         let step = Step::measure(
-            k,
+            k.unwrap_or(0),
             offered,
             (&start, &end),
             (&lag_before, &lag_after),
             samples,
             &limits,
         );
+        lag_before = lag_after;
+        if k.is_none() {
+            eprintln!("loadgen: warm-up (not judged): {}", step.line());
+            warmup_step = Some(step);
+            continue;
+        }
         eprintln!("loadgen: {}", step.line());
         let stopped = step.stop.is_some();
         steps.push(step);
-        lag_before = lag_after;
         if stopped {
             break;
         }
@@ -202,6 +223,7 @@ pub async fn ramp(args: &RampArgs) -> anyhow::Result<RampResult> {
         connect_s: session.connect_s,
         measured_s,
         headline: Headline::of(&steps, args.max_steps),
+        warmup: warmup_step,
         steps,
         counts,
         costs,

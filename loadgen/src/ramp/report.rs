@@ -89,6 +89,8 @@ pub struct RampResult {
     pub measured_s: f64,
     /// The highest rate sustained, and the step nearest 70 % of it.
     pub headline: Headline,
+    /// The warm-up before the steps (judged by no stop rule), if there was one.
+    pub warmup: Option<Step>,
     /// The steps, in order.
     pub steps: Vec<Step>,
     /// Counts over the whole ramp.
