@@ -289,13 +289,7 @@ async fn latest_locations_are_cached_with_their_ttl_and_read_in_order() {
     assert!((590..=600).contains(&ttl), "TTL {ttl}");
 
     // Batched writes with absolute expiry: one already past is gone, the other is kept.
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis(),
-    )
-    .expect("fits");
+    let now = nearby_common::clock::now_ms();
     cache
         .set_many_until(&mut conn, &[(5, a, now + 60_000), (6, b, now - 1)])
         .await
