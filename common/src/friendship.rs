@@ -126,7 +126,7 @@ impl FriendshipLog {
 /// A reader of every partition of the friendship events topic from its current end, with no
 /// group: each gateway and fanout instance needs every change, and none from before it started
 /// (what it loads from the user store afterwards is already newer).
-pub fn tail_reader(brokers: &str, reader: &str, topic: &str) -> Result<StreamConsumer> {
+fn tail_reader(brokers: &str, reader: &str, topic: &str) -> Result<StreamConsumer> {
     let mut config = crate::kafka::client_config(brokers);
     config
         .set("group.id", format!("{reader}-changes"))

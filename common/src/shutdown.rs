@@ -31,16 +31,17 @@ impl Shutdown {
     }
 
     /// A shutdown driven by the process's signals: the first SIGINT/SIGTERM stops gracefully,
-    /// the second at once.
+    /// the second at once, as an operator pressing Ctrl-C twice expects.
     pub fn on_signals() -> Self {
         let shutdown = Self::new();
-        let (first, second) = on_signals();
         tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
-                first.cancelled().await;
+                wait_for_signal().await;
+                tracing::info!("signal received: shutting down (a second signal stops at once)");
                 shutdown.stop();
-                second.cancelled().await;
+                wait_for_signal().await;
+                tracing::info!("second signal received: stopping now");
                 shutdown.stop_now();
             }
         });
@@ -76,30 +77,6 @@ impl From<CancellationToken> for Shutdown {
             now: CancellationToken::new(),
         }
     }
-}
-
-/// A token that is cancelled when the process receives SIGINT (Ctrl-C) or SIGTERM.
-pub fn on_signal() -> CancellationToken {
-    on_signals().0
-}
-
-/// Two tokens: the first cancelled at the first SIGINT or SIGTERM, the second at the next one.
-/// A stage with a long, orderly stop (a gateway draining its sockets) begins it at the first
-/// signal and cuts it short at the second, as an operator pressing Ctrl-C twice expects.
-pub fn on_signals() -> (CancellationToken, CancellationToken) {
-    let (first, second) = (CancellationToken::new(), CancellationToken::new());
-    tokio::spawn({
-        let (first, second) = (first.clone(), second.clone());
-        async move {
-            wait_for_signal().await;
-            tracing::info!("signal received: shutting down (a second signal stops at once)");
-            first.cancel();
-            wait_for_signal().await;
-            tracing::info!("second signal received: stopping now");
-            second.cancel();
-        }
-    });
-    (first, second)
 }
 
 async fn wait_for_signal() {

@@ -1,7 +1,7 @@
 //! The gateway: clients' WebSocket and HTTP port, authentication, the connection registry, the
 //! first page and paging, and the consumer of its own delivery topic.
 //!
-//! [`Gateway::build`] (`state.rs`) connects to the stack; [`Gateway::run`] (`serve.rs`) serves on
+//! [`Gateway::build`] (`state.rs`) connects to the stack; [`GatewayStage`]'s `run` (`serve.rs`) serves on
 //! listeners it is given until its [`Shutdown`] asks it to stop (the first ask drains, a second
 //! stops at once), so tests start the real thing on port 0. The client port's calls are in
 //! [`http`], one file per resource.

@@ -1,4 +1,4 @@
-//! Serving: [`Gateway::run`] serves the client and admin ports and consumes the delivery topic
+//! Serving: [`GatewayStage`]'s `run` serves the client and admin ports and consumes the delivery topic
 //! until its [`Shutdown`] asks it to stop. An orderly stop drains first (every client gets
 //! `reconnect`, spread over the drain window), a second ask stops at once.
 
@@ -38,32 +38,18 @@ impl Stage for GatewayStage {
         self.0.clone()
     }
 
-    fn run(
-        self,
-        listeners: Listeners,
-        shutdown: Shutdown,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send {
-        self.0.run(listeners, shutdown)
-    }
-}
-
-impl Gateway {
     /// Serves clients on the client listener and operators on the admin one, and consumes the
     /// delivery topic, until `shutdown` asks for a stop (an orderly stop drains first); then
     /// closes every socket and waits (bounded) for the records in flight.
-    pub async fn run(
-        self: Arc<Self>,
-        listeners: Listeners,
-        shutdown: Shutdown,
-    ) -> anyhow::Result<()> {
+    async fn run(self, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
         let listener = listeners
             .client
             .context("the gateway needs a client listener")?;
-        run(self, listener, listeners.admin, shutdown).await
+        serve(self.0, listener, listeners.admin, shutdown).await
     }
 }
 
-async fn run(
+async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
     admin_listener: TcpListener,

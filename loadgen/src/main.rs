@@ -102,8 +102,8 @@ fn main() -> anyhow::Result<()> {
             print!("{}", nearby_loadgen::ramp::table(&r));
             println!(
                 "wrote {} and {}",
-                r.json_path.display(),
-                r.plot_path.display()
+                r.header.json_path.display(),
+                r.header.plot_path.display()
             );
             Ok(())
         }
@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
             let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
             println!(
                 "{}: {} reports ({:.0}/s), {} deliveries ({:.0}/s), {} friend_left, {} error frames",
-                r.scenario,
+                r.header.scenario,
                 r.counts.reports,
                 r.reports_per_s,
                 r.counts.friend_locations,
@@ -148,8 +148,8 @@ fn main() -> anyhow::Result<()> {
             );
             println!(
                 "wrote {} and {}",
-                r.json_path.display(),
-                r.plot_path.display()
+                r.header.json_path.display(),
+                r.header.plot_path.display()
             );
             Ok(())
         }

@@ -36,6 +36,29 @@ pub async fn system(extra_gateway: &[&str], extra_fanout: &[&str]) -> (TestGatew
     (gw, fanout)
 }
 
+/// The load generator's flags for a small city against `gw` (and the fanout beside it, both
+/// in this process): the API set-up, the test's secret, prefix and keyspace, no per-process
+/// costs (the stages run in the test's process), no progress bar, results under `out`.
+pub fn loadgen_flags(gw: &TestGateway, scenario: &str, out: &std::path::Path) -> Vec<String> {
+    vec![
+        "loadgen".to_owned(),
+        format!("--scenario={scenario}"),
+        // A small town: most friends are within 5 miles, so there are deliveries to time.
+        "--side-km=5".to_owned(),
+        "--setup=api".to_owned(),
+        format!("--gateway={}", gw.addr),
+        format!("--gateway-admin={}", gw.admin),
+        "--fanout-admin=none".to_owned(),
+        "--sink-admin=none".to_owned(),
+        format!("--jwt-secret={}", nearby_testkit::SECRET),
+        format!("--topic-prefix={}", gw.prefix),
+        format!("--cql-keyspace={}", gw.keyspace),
+        "--no-costs".to_owned(),
+        "--no-progress".to_owned(),
+        format!("--out={}", out.display()),
+    ]
+}
+
 /// Waits until `fanout` has applied at least `n` friendship events in all.
 pub async fn wait_changes(fanout: &TestFanout, n: u64) {
     let applied = || {

@@ -4,7 +4,7 @@
 //! to three steps, each offering the rate the flags give.
 
 use clap::Parser;
-use nearby_testkit::{SECRET, unique};
+use nearby_testkit::unique;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -16,39 +16,29 @@ struct Args {
 async fn a_tiny_ramp_runs_its_steps_and_writes_its_result() {
     let (gw, fanout) = nearby_system_tests::system(&[], &[]).await;
     let out = std::env::temp_dir().join(unique("ramp-smoke-"));
-    let args = Args::parse_from([
-        "loadgen".to_owned(),
-        "--scenario=ramp-smoke".to_owned(),
-        "--people=30".to_owned(),
-        "--degree=8".to_owned(),
-        // A small town: most friends are within 5 miles, so there are deliveries to time.
-        "--side-km=5".to_owned(),
-        "--start-rate=5".to_owned(),
-        "--factor=2".to_owned(),
-        "--step=5s".to_owned(),
-        "--max-steps=3".to_owned(),
-        "--drain=2s".to_owned(),
-        "--setup=api".to_owned(),
-        format!("--gateway={}", gw.addr),
-        format!("--gateway-admin={}", gw.admin),
-        "--fanout-admin=none".to_owned(),
-        "--sink-admin=none".to_owned(),
-        format!("--jwt-secret={}", SECRET),
-        format!("--topic-prefix={}", gw.prefix),
-        format!("--cql-keyspace={}", gw.keyspace),
-        // No history sink runs here, so its group would only ever fall behind.
-        "--no-lag".to_owned(),
-        // The stages run in this process: no per-process costs to read.
-        "--no-costs".to_owned(),
-        "--no-progress".to_owned(),
-        format!("--out={}", out.display()),
-    ]);
+    let mut flags = nearby_system_tests::loadgen_flags(&gw, "ramp-smoke", &out);
+    flags.extend(
+        [
+            "--people=30",
+            "--degree=8",
+            "--start-rate=5",
+            "--factor=2",
+            "--step=5s",
+            "--max-steps=3",
+            "--drain=2s",
+            // No history sink runs here, so its group would only ever fall behind.
+            "--no-lag",
+        ]
+        .map(str::to_owned),
+    );
+    let args = Args::parse_from(flags);
     let result = nearby_loadgen::ramp::ramp(&args.ramp)
         .await
         .expect("the ramp completes");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&result.json_path).expect("the JSON is written"))
-            .expect("valid JSON");
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&result.header.json_path).expect("the JSON is written"),
+    )
+    .expect("valid JSON");
     assert_eq!(json["scenario"], "ramp-smoke");
     assert_eq!(json["counts"]["connected"], 30);
     let steps = json["steps"].as_array().expect("steps");
@@ -70,7 +60,7 @@ async fn a_tiny_ramp_runs_its_steps_and_writes_its_result() {
         json["headline"]
     );
     assert!(
-        std::fs::read_to_string(&result.plot_path)
+        std::fs::read_to_string(&result.header.plot_path)
             .expect("the plot is written")
             .starts_with("<svg")
     );

@@ -16,8 +16,6 @@ mod step;
 
 use std::time::Duration;
 
-use anyhow::Context;
-
 pub use self::report::{Headline, RampResult, table};
 pub use self::step::Step;
 use self::step::{Lags, Limits, Mark};
@@ -206,30 +204,25 @@ pub async fn ramp(args: &RampArgs) -> anyhow::Result<RampResult> {
     pb.finish_and_clear();
     let parameters = report::parameters(args, &session);
     let people = session.people();
+    let header = session.header(
+        &args.scenario,
+        parameters,
+        started_at_ms,
+        measured_s,
+        &args.session.out,
+    )?;
     let readings = session.meter.on_end();
     tasks.join().await?;
     let counts = Counts::read(&shared, people, session.friend_pairs, connected);
     let costs = readings.costs(counts.reports, counts.friend_locations, connected);
 
-    let out = &args.session.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let stem = format!("{}-{}", args.scenario, started_at_ms / 1000);
     let result = RampResult {
-        scenario: args.scenario.clone(),
-        parameters,
-        started_at_ms,
-        setup: session.mode,
-        setup_s: session.setup_s,
-        connect_s: session.connect_s,
-        measured_s,
+        header,
         headline: Headline::of(&steps, args.max_steps),
         warmup: warmup_step,
         steps,
         counts,
         costs,
-        ready_before: session.ready_before,
-        json_path: out.join(format!("{stem}.json")),
-        plot_path: out.join(format!("{stem}.svg")),
     };
     report::write(&result, args)?;
     Ok(result)

@@ -2,18 +2,16 @@
 //! 70 % of it), written as JSON with an SVG beside it (each stage's CPU per delivery and the
 //! latency against the offered rate), and the short table printed at the end.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use anyhow::Context;
 use serde::Serialize;
 
 use super::RampArgs;
 use super::step::Step;
+use crate::run::session::Header;
 use crate::run::session::Session;
 use crate::run::{Costs, Counts};
-use crate::setup::SetupMode;
 
 /// The share of the sustained rate a system is run at with headroom.
 const HEADROOM_SHARE: f64 = 0.7;
@@ -73,20 +71,10 @@ impl Headline {
 /// The result of a ramp, as written to the JSON file.
 #[derive(Debug, Clone, Serialize)]
 pub struct RampResult {
-    /// The ramp's name.
-    pub scenario: String,
-    /// Its parameters: the city's and the ramp's.
-    pub parameters: serde_json::Value,
-    /// Epoch ms at the start of the first step.
-    pub started_at_ms: i64,
-    /// How the people were set up.
-    pub setup: SetupMode,
-    /// Seconds the setup took.
-    pub setup_s: f64,
-    /// Seconds the sockets took to open.
-    pub connect_s: f64,
-    /// Seconds of steps (plus the drain).
-    pub measured_s: f64,
+    /// Its name, parameters (the city's and the ramp's), set-up, timings (from the start of
+    /// the warm-up), readiness before and files.
+    #[serde(flatten)]
+    pub header: Header,
     /// The highest rate sustained, and the step nearest 70 % of it.
     pub headline: Headline,
     /// The warm-up before the steps (judged by no stop rule), if there was one.
@@ -97,12 +85,6 @@ pub struct RampResult {
     pub counts: Counts,
     /// Per-stage costs over the whole ramp.
     pub costs: Costs,
-    /// The gateway's and fanout's `/readyz` before the ramp.
-    pub ready_before: BTreeMap<String, String>,
-    /// Where the JSON was written.
-    pub json_path: PathBuf,
-    /// Where the plot was written.
-    pub plot_path: PathBuf,
 }
 
 /// The ramp's parameters as the result records them.
@@ -131,8 +113,8 @@ pub(super) fn parameters(args: &RampArgs, session: &Session) -> serde_json::Valu
 
 /// Writes `r` as JSON to its `json_path` and its plot to its `plot_path`.
 pub(super) fn write(r: &RampResult, args: &RampArgs) -> anyhow::Result<()> {
-    std::fs::write(&r.json_path, serde_json::to_vec_pretty(r)?)
-        .with_context(|| format!("writing {}", r.json_path.display()))?;
+    std::fs::write(&r.header.json_path, serde_json::to_vec_pretty(r)?)
+        .with_context(|| format!("writing {}", r.header.json_path.display()))?;
     plot(r, args.p99_limit.as_secs_f64() * 1e3)
 }
 
@@ -160,10 +142,13 @@ fn plot(r: &RampResult, limit_ms: f64) -> anyhow::Result<()> {
         .map(|(stage, color)| (*stage, color, per_delivery(stage)))
         .collect();
     crate::plot::draw_over(
-        &r.plot_path,
+        &r.header.plot_path,
         &format!(
             "{}: {} people, {} friend pairs, steps of {} s",
-            r.scenario, r.counts.people, r.counts.friend_pairs, r.parameters["step_s"]
+            r.header.scenario,
+            r.counts.people,
+            r.counts.friend_pairs,
+            r.header.parameters["step_s"]
         ),
         "offered reports/s",
         &[

@@ -23,7 +23,6 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -128,6 +127,14 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
     let _ = stop_tx.send(true);
     pb.finish_and_clear();
 
+    let parameters = report::parameters(args, &session.city);
+    let header = session.header(
+        &args.scenario,
+        parameters,
+        started_at_ms,
+        measured_s,
+        &args.session.out,
+    )?;
     // Costs after, then what the tasks measured.
     let readings = session.meter.on_end();
     let samples = tasks.join().await?;
@@ -144,17 +151,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
     let timeline = report::timeline(&samples, seconds, reports_per_s);
     let costs = readings.costs(counts.reports, counts.friend_locations, connected);
     let window = args.duration.as_secs_f64().max(1e-3);
-    let out = &args.session.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let stem = format!("{}-{}", args.scenario, started_at_ms / 1000);
     let result = RunResult {
-        scenario: args.scenario.clone(),
-        parameters: report::parameters(args, &session.city),
-        started_at_ms,
-        setup: session.mode,
-        setup_s: session.setup_s,
-        connect_s: session.connect_s,
-        measured_s,
+        header,
         latency,
         latency_steady,
         reports_per_s: counts.reports as f64 / window,
@@ -163,9 +161,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         timeline,
         costs,
         lag,
-        ready_before: session.ready_before,
-        json_path: out.join(format!("{stem}.json")),
-        plot_path: out.join(format!("{stem}.svg")),
     };
     report::write(&result)?;
     Ok(result)

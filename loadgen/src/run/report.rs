@@ -2,7 +2,7 @@
 //! with an SVG plot beside it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::RunArgs;
 use super::clients::{Sample, Shared};
+use super::session::Header;
 use super::stages::Costs;
 use crate::lag::LagSample;
-use crate::setup::SetupMode;
 use crate::sim::City;
 use crate::stats::{self, Latency};
 
@@ -101,20 +101,9 @@ impl Counts {
 /// The result of a run, as written to the JSON file.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
-    /// The scenario's name.
-    pub scenario: String,
-    /// Its parameters.
-    pub parameters: serde_json::Value,
-    /// Epoch ms at the start of the measured run.
-    pub started_at_ms: i64,
-    /// How the people were set up, and how long it took.
-    pub setup: SetupMode,
-    /// Seconds the setup took.
-    pub setup_s: f64,
-    /// Seconds the sockets took to open.
-    pub connect_s: f64,
-    /// Seconds of reporting (plus the drain).
-    pub measured_s: f64,
+    /// Its name, parameters, set-up, timings, readiness before and files.
+    #[serde(flatten)]
+    pub header: Header,
     /// Counts.
     pub counts: Counts,
     /// Report-to-friend latency over the whole run (receive − send).
@@ -133,12 +122,6 @@ pub struct RunResult {
     pub costs: Costs,
     /// Lag of `lag_group` on the location topic, and the stages' `/readyz`, over the run.
     pub lag: Vec<LagSample>,
-    /// The gateway's and fanout's `/readyz` before the run.
-    pub ready_before: BTreeMap<String, String>,
-    /// Where the JSON was written.
-    pub json_path: PathBuf,
-    /// Where the plot was written.
-    pub plot_path: PathBuf,
 }
 
 /// The latency over all of `samples`, and over those from second `steady_from` on.
@@ -206,9 +189,9 @@ pub(super) fn parameters(args: &RunArgs, city: &City) -> serde_json::Value {
 
 /// Writes `r` as JSON to its `json_path` and its plot to its `plot_path`.
 pub(super) fn write(r: &RunResult) -> anyhow::Result<()> {
-    std::fs::write(&r.json_path, serde_json::to_vec_pretty(r)?)
-        .with_context(|| format!("writing {}", r.json_path.display()))?;
-    plot(r, &r.plot_path)
+    std::fs::write(&r.header.json_path, serde_json::to_vec_pretty(r)?)
+        .with_context(|| format!("writing {}", r.header.json_path.display()))?;
+    plot(r, &r.header.plot_path)
 }
 
 /// The run's SVG: latency percentiles, deliveries/s and reports/s per second.
@@ -226,7 +209,10 @@ fn plot(r: &RunResult, path: &Path) -> anyhow::Result<()> {
         path,
         &format!(
             "{}: {} people, {} friend pairs, report every {} s",
-            r.scenario, r.counts.people, r.counts.friend_pairs, r.parameters["interval_s"]
+            r.header.scenario,
+            r.counts.people,
+            r.counts.friend_pairs,
+            r.header.parameters["interval_s"]
         ),
         &[
             (

@@ -108,6 +108,33 @@ pub(crate) struct Session {
     pub(crate) ready_before: BTreeMap<String, String>,
 }
 
+/// What every result of the load generator starts with (`run`'s and `ramp`'s alike): its name
+/// and parameters, how the people were set up, its timings, the stages' readiness before it,
+/// and where its files are.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Header {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its parameters.
+    pub parameters: serde_json::Value,
+    /// Epoch ms at the start of the measured window.
+    pub started_at_ms: i64,
+    /// How the people were set up.
+    pub setup: SetupMode,
+    /// Seconds the setup took.
+    pub setup_s: f64,
+    /// Seconds the sockets took to open.
+    pub connect_s: f64,
+    /// Seconds measured (plus the drain).
+    pub measured_s: f64,
+    /// The gateway's and fanout's `/readyz` before the set-up.
+    pub ready_before: BTreeMap<String, String>,
+    /// Where the JSON is written.
+    pub json_path: PathBuf,
+    /// Where the plot is written.
+    pub plot_path: PathBuf,
+}
+
 /// A started window: the socket tasks, the way to hand them reports, and their stop.
 #[derive(Debug)]
 pub(crate) struct Started {
@@ -124,6 +151,33 @@ pub(crate) struct Started {
 }
 
 impl Session {
+    /// The result's header: this session's set-up and readiness (taken), the window's start
+    /// and length, and the files `<out>/<scenario>-<start s>.{json,svg}` (the folder made).
+    pub(crate) fn header(
+        &mut self,
+        scenario: &str,
+        parameters: serde_json::Value,
+        started_at_ms: i64,
+        measured_s: f64,
+        out: &std::path::Path,
+    ) -> anyhow::Result<Header> {
+        std::fs::create_dir_all(out)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+        let stem = format!("{scenario}-{}", started_at_ms / 1000);
+        Ok(Header {
+            scenario: scenario.to_owned(),
+            parameters,
+            started_at_ms,
+            setup: self.mode,
+            setup_s: self.setup_s,
+            connect_s: self.connect_s,
+            measured_s,
+            ready_before: std::mem::take(&mut self.ready_before),
+            json_path: out.join(format!("{stem}.json")),
+            plot_path: out.join(format!("{stem}.svg")),
+        })
+    }
+
     /// Builds the city of `args`, creates its people and friendships, finds the stages and
     /// opens one socket per person.
     #[allow(clippy::cast_possible_wrap)]
