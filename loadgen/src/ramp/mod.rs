@@ -204,13 +204,7 @@ pub async fn ramp(args: &RampArgs) -> anyhow::Result<RampResult> {
     pb.finish_and_clear();
     let parameters = report::parameters(args, &session);
     let people = session.people();
-    let header = session.header(
-        &args.scenario,
-        parameters,
-        started_at_ms,
-        measured_s,
-        &args.session.out,
-    )?;
+    let header = session.header(&args.scenario, parameters, started_at_ms, measured_s)?;
     let readings = session.meter.on_end();
     tasks.join().await?;
     let counts = Counts::read(&shared, people, session.friend_pairs, connected);

@@ -128,13 +128,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
     pb.finish_and_clear();
 
     let parameters = report::parameters(args, &session.city);
-    let header = session.header(
-        &args.scenario,
-        parameters,
-        started_at_ms,
-        measured_s,
-        &args.session.out,
-    )?;
+    let header = session.header(&args.scenario, parameters, started_at_ms, measured_s)?;
     // Costs after, then what the tasks measured.
     let readings = session.meter.on_end();
     let samples = tasks.join().await?;

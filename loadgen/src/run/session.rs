@@ -106,6 +106,8 @@ pub(crate) struct Session {
     pub(crate) meter: CostMeter,
     /// The gateway's and fanout's `/readyz` before the set-up.
     pub(crate) ready_before: BTreeMap<String, String>,
+    /// Where the result's files go (`--out`).
+    out: PathBuf,
 }
 
 /// What every result of the load generator starts with (`run`'s and `ramp`'s alike): its name
@@ -159,8 +161,8 @@ impl Session {
         parameters: serde_json::Value,
         started_at_ms: i64,
         measured_s: f64,
-        out: &std::path::Path,
     ) -> anyhow::Result<Header> {
+        let out = &self.out;
         std::fs::create_dir_all(out)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
         let stem = format!("{scenario}-{}", started_at_ms / 1000);
@@ -228,6 +230,7 @@ impl Session {
             sockets,
             meter,
             ready_before,
+            out: args.out.clone(),
         })
     }
 
