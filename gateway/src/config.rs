@@ -56,10 +56,6 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_WS_READ_BUFFER", default_value_t = 1024)]
     pub ws_read_buffer: usize,
 
-    /// Socket write buffer, bytes.
-    #[arg(long, env = "NEARBY_WS_WRITE_BUFFER", default_value_t = 4096)]
-    pub ws_write_buffer: usize,
-
     /// How often the server pings an idle socket.
     #[arg(long, env = "NEARBY_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ping_interval: Duration,

@@ -1,4 +1,5 @@
-//! Consumes this gateway's delivery topic and queues each delivery on its recipient's sockets.
+//! Reads this gateway's delivery topic and writes each delivery to its recipient's sockets,
+//! straight from the reader (a socket that would block queues it; see [`crate::writer`]).
 //! Deliveries are live data: a gateway that starts reads from the end of its topic (older
 //! deliveries are stale), and commits nothing.
 //!
@@ -6,6 +7,7 @@
 //! fanout older than batches, a single `Delivery`: both are read, so gateways can be upgraded
 //! first.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use nearby_common::UserId;
@@ -19,9 +21,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
-use crate::protocol::{FriendEntry, ServerFrame, id_string, round_distance};
+use crate::protocol::{DeliveryFrame, round_distance};
 use crate::registry::Registry;
 use crate::users::Users;
+use crate::writer::Frame;
+use crate::wsframe::FrameBuilder;
+
+/// The name of the delivery reader's thread (what `/proc/<pid>/task/*/comm` shows; 15 bytes
+/// at most).
+pub const THREAD_NAME: &str = "gw-deliveries";
 
 /// The consumer of `topic`: every partition of this gateway's own topic, assigned directly (no
 /// group: no other process reads it) from the end the topic has now. Deliveries are live data;
@@ -60,52 +68,110 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Delivery>, SchemaError> {
     }
 }
 
-/// The last profile looked up: the deliveries of one batch are mostly about one friend (the one
-/// who moved), so one look-up serves them all.
+/// The display names of the friends one record is about, each looked up once: a batch's
+/// deliveries are mostly about a few friends (the ones who moved).
 #[derive(Debug, Default)]
-pub struct ProfileMemo(Option<(UserId, Option<Arc<Profile>>)>);
+pub struct Names(HashMap<UserId, Option<Arc<Profile>>>);
 
-impl ProfileMemo {
-    async fn get(&mut self, users: &Users, user: UserId) -> Option<Arc<Profile>> {
-        if let Some((u, p)) = &self.0
-            && *u == user
-        {
-            return p.clone();
+impl Names {
+    /// Looks up the name of every friend whose position `deliveries` carry (a fresh set per
+    /// record: a profile edit's cache invalidation shows at the next one).
+    pub async fn resolve(&mut self, users: &Users, deliveries: &[Delivery]) {
+        self.0.clear();
+        for d in deliveries {
+            if let DeliveryPayload::FriendLocation(f) = &d.payload
+                && !self.0.contains_key(&f.friend_id)
+            {
+                let profile = users.profile(f.friend_id).await.ok().flatten();
+                self.0.insert(f.friend_id, profile);
+            }
         }
-        let p = users.profile(user).await.ok().flatten();
-        self.0 = Some((user, p.clone()));
-        p
+    }
+
+    /// Sets a friend's profile (benches and tests build batches without a user store).
+    pub fn insert(&mut self, user: UserId, profile: Option<Arc<Profile>>) {
+        self.0.insert(user, profile);
+    }
+
+    fn name(&self, user: UserId) -> Option<&str> {
+        self.0.get(&user)?.as_deref().map(|p| p.name.as_str())
     }
 }
 
-/// The frame a client gets for a delivery (`None` if the friend's profile is gone).
-pub async fn frame(
-    users: &Users,
-    memo: &mut ProfileMemo,
-    payload: &DeliveryPayload,
-) -> Option<ServerFrame> {
-    match payload {
-        DeliveryPayload::FriendLocation(f) => {
-            // Fanout decides who may see whom (it applies sharing switches in order with the
-            // positions); here only the name is looked up.
-            let profile = memo.get(users, f.friend_id).await?;
-            Some(ServerFrame::FriendLocation(FriendEntry {
-                user_id: id_string(f.friend_id),
-                name: profile.name.clone(),
-                lat: f.lat,
-                lon: f.lon,
-                distance_m: round_distance(f.distance_m),
-                updated_at: f.updated_at,
-            }))
+/// Turns a record's deliveries into socket-ready frames and writes them: each frame's bytes are
+/// built once, into one buffer per record, and a recipient's frames of one record go out in one
+/// write. Its buffers are kept from record to record.
+#[derive(Debug, Default)]
+pub struct Dispatcher {
+    frames: FrameBuilder,
+    out: Vec<(UserId, Frame)>,
+    group: Vec<Frame>,
+}
+
+impl Dispatcher {
+    /// The frames of `deliveries`, in order (`None` where the friend's profile is gone: fanout
+    /// decides who may see whom, applying sharing switches in order with the positions; here
+    /// only the name is looked up).
+    pub fn render(&mut self, deliveries: &[Delivery], names: &Names) {
+        self.out.clear();
+        self.frames.reserve(deliveries.len() * 160);
+        let mut id = itoa::Buffer::new();
+        for d in deliveries {
+            let (friend, frame) = match &d.payload {
+                DeliveryPayload::FriendLocation(f) => {
+                    let Some(name) = names.name(f.friend_id) else {
+                        continue;
+                    };
+                    let frame = DeliveryFrame::FriendLocation {
+                        user_id: id.format(f.friend_id),
+                        name,
+                        lat: f.lat,
+                        lon: f.lon,
+                        distance_m: round_distance(f.distance_m),
+                        updated_at: f.updated_at,
+                    };
+                    (f.friend_id, self.frames.text(&frame))
+                }
+                DeliveryPayload::FriendLeft(f) => {
+                    let frame = DeliveryFrame::FriendLeft {
+                        user_id: id.format(f.friend_id),
+                        reason: f.reason.as_protocol_str(),
+                    };
+                    (f.friend_id, self.frames.text(&frame))
+                }
+            };
+            self.out.push((
+                d.recipient_id,
+                Frame {
+                    friend: Some(friend),
+                    bytes: frame,
+                },
+            ));
         }
-        DeliveryPayload::FriendLeft(f) => Some(ServerFrame::FriendLeft {
-            user_id: id_string(f.friend_id),
-            reason: f.reason.as_protocol_str(),
-        }),
+    }
+
+    /// Writes the rendered frames to their recipients' sockets, each recipient's in one write,
+    /// in the order rendered; returns how many socket writes were asked for.
+    pub fn dispatch(&mut self, registry: &Registry) -> usize {
+        // A stable sort: one recipient's frames keep their order.
+        self.out.sort_by_key(|(recipient, _)| *recipient);
+        let mut writes = 0;
+        for run in self.out.chunk_by(|a, b| a.0 == b.0) {
+            let recipient = run[0].0;
+            let frames = if let [(_, one)] = run {
+                std::slice::from_ref(one)
+            } else {
+                self.group.clear();
+                self.group.extend(run.iter().map(|(_, f)| f.clone()));
+                &self.group[..]
+            };
+            writes += registry.send(recipient, frames);
+        }
+        writes
     }
 }
 
-/// Runs until `shutdown`: every delivery goes to the recipient's queues.
+/// Runs until `shutdown`: every delivery goes to its recipient's sockets.
 pub async fn run(
     consumer: StreamConsumer<LagStats>,
     registry: Arc<Registry>,
@@ -113,7 +179,9 @@ pub async fn run(
     users: Users,
     shutdown: CancellationToken,
 ) {
-    info!("delivery consumer started");
+    info!("delivery reader started");
+    let mut names = Names::default();
+    let mut dispatcher = Dispatcher::default();
     // Stops promptly on shutdown: an unfinished delivery is worthless after it.
     while let Some(msg) = recv_or_stop(&consumer, &shutdown).await {
         let msg = match msg {
@@ -135,8 +203,6 @@ pub async fn run(
                 continue;
             }
         };
-        // A fresh memo per record: a profile edit's cache invalidation shows at the next one.
-        let mut memo = ProfileMemo::default();
         // Counted per record, not per delivery: a labelled counter's look-up allocates.
         let lefts = deliveries
             .iter()
@@ -148,12 +214,10 @@ pub async fn run(
                 Metrics::count(&metrics.deliveries, "kind", kind, n);
             }
         }
-        for delivery in deliveries {
-            if let Some(frame) = frame(&users, &mut memo, &delivery.payload).await {
-                let n = registry.push(delivery.recipient_id, &frame);
-                debug!(recipient = delivery.recipient_id, sockets = n, "delivered");
-            }
-        }
+        names.resolve(&users, &deliveries).await;
+        dispatcher.render(&deliveries, &names);
+        let writes = dispatcher.dispatch(&registry);
+        debug!(deliveries = deliveries.len(), writes, "delivered");
     }
-    info!("delivery consumer stopped");
+    info!("delivery reader stopped");
 }

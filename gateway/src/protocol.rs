@@ -111,16 +111,6 @@ impl ServerFrame {
         }
     }
 
-    /// The friend this frame is about, if any: frames about one friend replace each other in a
-    /// client's queue (latest wins).
-    pub fn friend(&self) -> Option<&str> {
-        match self {
-            Self::FriendLocation(e) => Some(&e.user_id),
-            Self::FriendLeft { user_id, .. } => Some(user_id),
-            _ => None,
-        }
-    }
-
     /// The JSON text of the frame.
     pub fn to_json(&self) -> String {
         // Serializing these plain structs cannot fail (no maps with non-string keys, no NaN:
@@ -129,6 +119,36 @@ impl ServerFrame {
             r#"{"type":"error","code":"internal","message":"unencodable frame"}"#.to_owned()
         })
     }
+}
+
+/// The frames of the delivery path, borrowing what they carry: built once per delivery
+/// straight into the socket's bytes, they serialize exactly as the [`ServerFrame`] of the same
+/// kind (a test holds them to it) without allocating its strings.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeliveryFrame<'a> {
+    /// As [`ServerFrame::FriendLocation`].
+    FriendLocation {
+        /// The friend's id, a decimal string.
+        user_id: &'a str,
+        /// Display name.
+        name: &'a str,
+        /// Latitude, degrees.
+        lat: f64,
+        /// Longitude, degrees.
+        lon: f64,
+        /// Distance from the recipient, metres, two decimals at most.
+        distance_m: f64,
+        /// The friend's last update, epoch ms.
+        updated_at: i64,
+    },
+    /// As [`ServerFrame::FriendLeft`].
+    FriendLeft {
+        /// The friend's id, a decimal string.
+        user_id: &'a str,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// Rounds a distance to two decimals, as the contract says.
@@ -252,5 +272,41 @@ mod tests {
             r#"{"type":"pong"}"#
         );
         assert_eq!(round_distance(812.456), 812.46);
+    }
+
+    #[test]
+    fn delivery_frames_serialize_as_their_server_frames() {
+        let entry = FriendEntry {
+            user_id: "17".into(),
+            name: "Ana \"A\" Ö".into(),
+            lat: 37.77,
+            lon: -122.42,
+            distance_m: 812.5,
+            updated_at: 1_764_057_600_000,
+        };
+        let borrowed = DeliveryFrame::FriendLocation {
+            user_id: &entry.user_id,
+            name: &entry.name,
+            lat: entry.lat,
+            lon: entry.lon,
+            distance_m: entry.distance_m,
+            updated_at: entry.updated_at,
+        };
+        assert_eq!(
+            serde_json::to_string(&borrowed).unwrap(),
+            ServerFrame::FriendLocation(entry).to_json()
+        );
+        assert_eq!(
+            serde_json::to_string(&DeliveryFrame::FriendLeft {
+                user_id: "17",
+                reason: "unfriended"
+            })
+            .unwrap(),
+            ServerFrame::FriendLeft {
+                user_id: "17".into(),
+                reason: "unfriended"
+            }
+            .to_json()
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! The connections this gateway holds, by user: where the delivery consumer finds the queues to
-//! push to. A user may hold several connections (a phone and a browser); each gets every frame.
+//! The connections this gateway holds, by user: where the delivery reader finds the sockets to
+//! write to. A user may hold several connections (a phone and a browser); each gets every frame.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,8 +7,10 @@ use std::sync::{Arc, RwLock};
 
 use nearby_common::UserId;
 
-use crate::outbox::Outbox;
+use tokio::sync::Notify;
+
 use crate::protocol::ServerFrame;
+use crate::writer::{Frame, SocketWriter};
 
 /// One open socket.
 #[derive(Debug)]
@@ -17,8 +19,17 @@ pub struct Connection {
     pub user: UserId,
     /// Unique per connection; travels in the Connected/Disconnected records.
     pub session_id: String,
-    /// Its outbound queue.
-    pub outbox: Outbox,
+    /// Its write side.
+    pub writer: Arc<SocketWriter>,
+    /// Raised once the drain has sent this socket `reconnect`: its session starts the grace.
+    pub told_to_reconnect: Notify,
+}
+
+impl Connection {
+    /// Sends a frame built one at a time (not the delivery path's); false once closed.
+    pub fn send_frame(&self, frame: &ServerFrame) -> bool {
+        self.writer.send(Frame::other(crate::wsframe::text(frame)))
+    }
 }
 
 /// Open connections by user.
@@ -53,14 +64,14 @@ impl Registry {
         }
     }
 
-    /// Queues `frame` on every connection of `user`; returns how many took it.
-    pub fn push(&self, user: UserId, frame: &ServerFrame) -> usize {
+    /// Sends `frames` (in order, in one write if the socket takes it) on every connection of
+    /// `user`; returns how many took them.
+    pub fn send(&self, user: UserId, frames: &[Frame]) -> usize {
+        // The read lock is held across the writes: they never block (a full socket queues),
+        // and connects and disconnects, the only writers of the map, are rare next to them.
         let map = self.by_user.read().unwrap_or_else(|p| p.into_inner());
         map.get(&user).map_or(0, |conns| {
-            conns
-                .iter()
-                .filter(|c| c.outbox.push(frame.clone()))
-                .count()
+            conns.iter().filter(|c| c.writer.send_all(frames)).count()
         })
     }
 
@@ -74,7 +85,7 @@ impl Registry {
     /// in turn, briefly).
     pub fn queued_frames(&self) -> usize {
         let map = self.by_user.read().unwrap_or_else(|p| p.into_inner());
-        map.values().flatten().map(|c| c.outbox.len()).sum()
+        map.values().flatten().map(|c| c.writer.len()).sum()
     }
 
     /// How many connections are open.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use nearby_common::shutdown::Shutdown;
 use nearby_common::stage::{Listeners, Stage};
 use tokio::net::TcpListener;
@@ -14,7 +13,7 @@ use tracing::info;
 
 use crate::GatewayConfig;
 use crate::state::Gateway;
-use crate::{admin, changes, deliveries, protocol};
+use crate::{admin, changes, deliveries, protocol, upgrade};
 
 /// The gateway as a [`Stage`]: what `main` and the tests start. Its handle is the shared
 /// state itself.
@@ -87,34 +86,24 @@ async fn serve(
         gw.users.clone(),
         gw.shutdown.clone(),
     ));
-    let delivery_task = tokio::spawn(deliveries::run(
-        consumer,
-        gw.registry.clone(),
-        gw.metrics.clone(),
-        gw.users.clone(),
-        gw.shutdown.clone(),
-    ));
+    let deliveries_done = spawn_delivery_reader(&gw, consumer)?;
 
     let drain_task = tokio::spawn(stop_when_drained(gw.clone()));
 
     info!(addr = %listener.local_addr()?, admin = %admin_listener.local_addr()?, gateway = %gw.config.gateway_id, "gateway listening");
     let shutdown = gw.shutdown.clone();
-    // TCP_NODELAY on every client socket: a frame is a whole message for a screen, and Nagle's
-    // algorithm would hold a second frame behind the first until the phone's (delayed) ACK,
-    // up to 40 ms later.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    let client = axum::serve(listener, gw.router())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let client = upgrade::serve(
+        listener,
+        gw.router(),
+        shutdown.clone(),
+        Duration::from_secs(5),
+    );
     let admin = axum::serve(admin_listener, admin::router(gw.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let (client, admin) = tokio::join!(client.into_future(), admin.into_future());
+    let (client, admin) = tokio::join!(client, admin.into_future());
     client?;
     admin?;
-    let _ = delivery_task.await;
+    let _ = deliveries_done.await;
     let _ = change_task.await;
     let _ = drain_task.await;
     let _ = follow_task.await;
@@ -126,6 +115,36 @@ async fn serve(
     gw.ingest.flush(Duration::from_secs(5)).await?;
     info!("gateway stopped");
     Ok(())
+}
+
+/// Starts the delivery reader on a thread of its own (with a runtime of its own), so what it
+/// costs — decoding, frames, socket writes — is one thread's CPU time, apart from the report
+/// intake, pages and pings on the shared workers, and a burst of reports cannot delay it.
+/// Resolves when it has stopped (at the gateway's shutdown).
+fn spawn_delivery_reader(
+    gw: &Arc<Gateway>,
+    consumer: rdkafka::consumer::StreamConsumer<nearby_common::lag::LagStats>,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    let reader = deliveries::run(
+        consumer,
+        gw.registry.clone(),
+        gw.metrics.clone(),
+        gw.users.clone(),
+        gw.shutdown.clone(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("the delivery reader's runtime")?;
+    std::thread::Builder::new()
+        .name(deliveries::THREAD_NAME.into())
+        .spawn(move || {
+            runtime.block_on(reader);
+            let _ = done.send(());
+        })
+        .context("starting the delivery reader's thread")?;
+    Ok(stopped)
 }
 
 /// Once a drain starts: queues `reconnect` on every socket in turn over the window, then stops
@@ -155,7 +174,8 @@ async fn stop_when_drained(gw: Arc<Gateway>) {
                 reason: "draining",
                 after_ms: None,
             };
-            if conn.outbox.push(frame) {
+            if conn.send_frame(&frame) {
+                conn.told_to_reconnect.notify_one();
                 gw.metrics.reconnects_sent.inc();
             }
             told.insert(conn.session_id.clone());

@@ -5,20 +5,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use nearby_common::UserId;
 use nearby_common::clock::now_ms;
 use nearby_ingest::{IngestError, Rejection, Report};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tracing::{debug, info, instrument, warn};
 
+use crate::duplex::Duplex;
 use crate::nearby::Cursor;
-use crate::outbox::Outbox;
 use crate::protocol::{ClientFrame, ServerFrame, close, codes};
 use crate::registry::Connection;
 use crate::state::Gateway;
+use crate::writer::{Flushed, SocketWriter};
 
 /// A token bucket over all frames of one connection.
 #[derive(Debug)]
@@ -69,21 +74,57 @@ enum Next {
     Close(u16, &'static str),
 }
 
-type Sink = futures::stream::SplitSink<WebSocket, Message>;
+/// Sends a reply frame (ahead of nothing: it queues behind what waits); `Err` once the socket
+/// is closed.
+fn reply(conn: &Connection, frame: ServerFrame) -> Result<Next, ()> {
+    if conn.send_frame(&frame) {
+        Ok(Next::Continue)
+    } else {
+        Err(())
+    }
+}
 
 /// Runs a session until the client leaves, a limit closes it, or the gateway shuts down.
 #[instrument(skip_all, fields(user, session))]
-pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: OwnedSemaphorePermit) {
+pub async fn run(
+    gw: Arc<Gateway>,
+    socket: TcpStream,
+    early: Bytes,
+    user: UserId,
+    _permit: OwnedSemaphorePermit,
+) {
     let session_id = uuid::Uuid::new_v4().simple().to_string();
     tracing::Span::current()
         .record("user", user)
         .record("session", &session_id);
+    let cfg = &gw.config;
+    let (read, write) = socket.into_split();
+    let writer = Arc::new(SocketWriter::new(
+        write,
+        cfg.outbox_capacity,
+        gw.metrics.outbox_dropped.clone(),
+    ));
     let conn = Arc::new(Connection {
         user,
         session_id: session_id.clone(),
-        outbox: Outbox::new(gw.config.outbox_capacity, gw.metrics.outbox_dropped.clone()),
+        writer: writer.clone(),
+        told_to_reconnect: Notify::new(),
     });
-    let (mut sink, mut stream) = socket.split();
+    // The library reads the client's frames and writes its own control frames (pongs, the
+    // close) through the shared writer; text frames go to the writer directly.
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(cfg.ws_read_buffer)
+        .write_buffer_size(0)
+        .max_message_size(Some(cfg.hard_frame_bytes))
+        .max_frame_size(Some(cfg.hard_frame_bytes));
+    let ws = WebSocketStream::from_partially_read(
+        Duplex::new(read, writer),
+        early.to_vec(),
+        Role::Server,
+        Some(ws_config),
+    )
+    .await;
+    let (mut sink, mut stream) = ws.split();
 
     // Connected goes to the log before the socket is registered for deliveries; it and every
     // report of this session share the user's key, so fanout sees them in this order.
@@ -99,16 +140,16 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
         warn!(error = %e, "could not record the connection; closing");
         let _ = sink
             .send(Message::Close(Some(CloseFrame {
-                code: 1011,
+                code: 1011.into(),
                 reason: "try again".into(),
             })))
             .await;
+        let _ = tokio::time::timeout(cfg.send_timeout, conn.writer.flush()).await;
         return;
     }
     gw.registry.insert(conn.clone());
     info!("connected");
 
-    let cfg = &gw.config;
     let mut state = State {
         position: None,
         over_limit: 0,
@@ -134,16 +175,15 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
             () = async { if let Some(t) = grace.as_mut() { t.await } }, if grace.is_some() => {
                 break Some((close::GOING_AWAY, "drained: connect again"));
             }
-            batch = conn.outbox.next_batch() => {
-                if batch.is_empty() {
-                    break None;
-                }
-                // The client reconnects elsewhere and closes this socket; until it does, its
-                // frames are still read and its reports still taken, so none is lost.
-                if grace.is_none() && batch.iter().any(|f| matches!(f, ServerFrame::Reconnect { .. })) {
-                    grace = Some(Box::pin(tokio::time::sleep(gw.drain.grace)));
-                }
-                if send_all(&mut sink, batch, cfg.send_timeout).await.is_err() {
+            // The client reconnects elsewhere and closes this socket; until it does, its
+            // frames are still read and its reports still taken, so none is lost.
+            () = conn.told_to_reconnect.notified(), if grace.is_none() => {
+                grace = Some(Box::pin(tokio::time::sleep(gw.drain.grace)));
+            }
+            // Frames queued while the socket was full: written as it drains, within the send
+            // timeout.
+            () = conn.writer.wanted() => {
+                if !matches!(tokio::time::timeout(cfg.send_timeout, conn.writer.flush()).await, Ok(Flushed::Done)) {
                     debug!("client too slow or gone; closing");
                     break None;
                 }
@@ -151,11 +191,11 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
             msg = stream.next() => {
                 last_seen = Instant::now();
                 let next = match msg {
-                    Some(Ok(Message::Text(text))) => Box::pin(on_text(&gw, &mut sink, &mut state, user, text)).await,
+                    Some(Ok(Message::Text(text))) => Box::pin(on_text(&gw, &conn, &mut state, user, text.as_str())).await,
                     Some(Ok(Message::Binary(_))) => {
-                        reply(&mut sink, ServerFrame::error(codes::BINARY_NOT_SUPPORTED, "frames are JSON text"), cfg.send_timeout).await
+                        reply(&conn, ServerFrame::error(codes::BINARY_NOT_SUPPORTED, "frames are JSON text"))
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(Next::Continue),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(Next::Continue),
                     Some(Ok(Message::Close(_))) | None => break None,
                     Some(Err(e)) => {
                         // The transport refused the frame (over the hard size limit) or broke.
@@ -183,14 +223,18 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
         }
     };
 
+    // Once removed, the delivery reader writes nothing more here (it writes under the
+    // registry's read lock).
     gw.registry.remove(&conn);
-    conn.outbox.close();
     if let Some((code, reason)) = close_with {
         let frame = Message::Close(Some(CloseFrame {
-            code,
+            code: code.into(),
             reason: reason.into(),
         }));
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
+        // Nothing may follow the close; what is queued before it still goes out.
+        conn.writer.seal();
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.writer.flush()).await;
         // The closing handshake: read (and drop) what the client still sends until its close
         // comes back, for at most a second. Dropping a socket with unread input makes the
         // kernel send a reset, which can destroy frames the client has not read yet (the
@@ -204,6 +248,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
         })
         .await;
     }
+    conn.writer.close();
     if let Err(e) = Box::pin(
         gw.ingest
             .disconnected(user, &gw.config.gateway_id, &session_id),
@@ -212,57 +257,31 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, user: UserId, _permit: Own
     {
         warn!(error = %e, "could not record the disconnect");
     }
-    info!(dropped = conn.outbox.dropped(), "disconnected");
-}
-
-async fn send_all(sink: &mut Sink, frames: Vec<ServerFrame>, timeout: Duration) -> Result<(), ()> {
-    for frame in frames {
-        let text = Message::Text(Utf8Bytes::from(frame.to_json()));
-        // feed() buffers; one flush per batch keeps syscalls down for bursts.
-        match tokio::time::timeout(timeout, sink.feed(text)).await {
-            Ok(Ok(())) => {}
-            _ => return Err(()),
-        }
-    }
-    match tokio::time::timeout(timeout, sink.flush()).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
-}
-
-async fn reply(sink: &mut Sink, frame: ServerFrame, timeout: Duration) -> Result<Next, ()> {
-    send_all(sink, vec![frame], timeout)
-        .await
-        .map(|()| Next::Continue)
+    info!(dropped = conn.writer.dropped(), "disconnected");
 }
 
 /// Counts a rate-limit rejection; past the tolerance, the connection closes.
-async fn over_limit(
+fn over_limit(
     gw: &Gateway,
-    sink: &mut Sink,
+    conn: &Connection,
     state: &mut State,
     message: String,
 ) -> Result<Next, ()> {
     state.over_limit += 1;
     if state.over_limit > gw.config.flood_tolerance {
         let frame = ServerFrame::error(codes::FLOOD, "too many frames: closing (1008)");
-        send_all(sink, vec![frame], gw.config.send_timeout).await?;
+        reply(conn, frame)?;
         return Ok(Next::Close(close::FLOOD, "flood"));
     }
-    reply(
-        sink,
-        ServerFrame::error(codes::RATE_LIMITED, message),
-        gw.config.send_timeout,
-    )
-    .await
+    reply(conn, ServerFrame::error(codes::RATE_LIMITED, message))
 }
 
 async fn on_text(
     gw: &Gateway,
-    sink: &mut Sink,
+    conn: &Connection,
     state: &mut State,
     user: UserId,
-    text: Utf8Bytes,
+    text: &str,
 ) -> Result<Next, ()> {
     let cfg = &gw.config;
     if !state.budget.take() {
@@ -270,7 +289,7 @@ async fn on_text(
             "more than {} frames per second: frame dropped",
             cfg.frame_rate
         );
-        return over_limit(gw, sink, state, msg).await;
+        return over_limit(gw, conn, state, msg);
     }
     if text.len() > cfg.max_frame_bytes {
         let msg = format!(
@@ -278,27 +297,17 @@ async fn on_text(
             text.len(),
             cfg.max_frame_bytes
         );
-        return reply(
-            sink,
-            ServerFrame::error(codes::FRAME_TOO_LARGE, msg),
-            cfg.send_timeout,
-        )
-        .await;
+        return reply(conn, ServerFrame::error(codes::FRAME_TOO_LARGE, msg));
     }
-    let frame = match serde_json::from_str::<ClientFrame>(text.as_str()) {
+    let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(f) => f,
         Err(e) => {
             let msg = format!("not a valid frame: {e}");
-            return reply(
-                sink,
-                ServerFrame::error(codes::BAD_FRAME, msg),
-                cfg.send_timeout,
-            )
-            .await;
+            return reply(conn, ServerFrame::error(codes::BAD_FRAME, msg));
         }
     };
     match frame {
-        ClientFrame::Ping { id } => reply(sink, ServerFrame::Pong { id }, cfg.send_timeout).await,
+        ClientFrame::Ping { id } => reply(conn, ServerFrame::Pong { id }),
         ClientFrame::Location {
             lat,
             lon,
@@ -319,13 +328,13 @@ async fn on_text(
                     state.position = Some((lat, lon));
                     if first {
                         let page = page_frame(gw, user, (lat, lon), None).await;
-                        return reply(sink, page, cfg.send_timeout).await;
+                        return reply(conn, page);
                     }
                     Ok(Next::Continue)
                 }
                 Err(IngestError::Rejected(r @ Rejection::RateLimited { .. })) => {
                     gw.metrics.report("socket", r.code());
-                    over_limit(gw, sink, state, r.message()).await
+                    over_limit(gw, conn, state, r.message())
                 }
                 Err(IngestError::Rejected(r)) => {
                     gw.metrics.report("socket", r.code());
@@ -333,7 +342,7 @@ async fn on_text(
                     if let ServerFrame::Error { reference, .. } = &mut frame {
                         *reference = Some("location".into());
                     }
-                    reply(sink, frame, cfg.send_timeout).await
+                    reply(conn, frame)
                 }
                 Err(e) => {
                     gw.metrics.report("socket", "unavailable");
@@ -342,24 +351,24 @@ async fn on_text(
                         codes::UNAVAILABLE,
                         "the report could not be stored: send it again",
                     );
-                    reply(sink, frame, cfg.send_timeout).await
+                    reply(conn, frame)
                 }
             }
         }
         ClientFrame::More { cursor } => {
             let Some(position) = state.position else {
                 let frame = ServerFrame::error(codes::NO_POSITION, "send a location first");
-                return reply(sink, frame, cfg.send_timeout).await;
+                return reply(conn, frame);
             };
             let Some(cursor) = Cursor::decode(&cursor) else {
                 let frame = ServerFrame::error(
                     codes::BAD_CURSOR,
                     "unknown cursor: use the `next` of a page",
                 );
-                return reply(sink, frame, cfg.send_timeout).await;
+                return reply(conn, frame);
             };
             let page = page_frame(gw, user, position, Some(cursor)).await;
-            reply(sink, page, cfg.send_timeout).await
+            reply(conn, page)
         }
     }
 }

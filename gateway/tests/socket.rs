@@ -636,3 +636,66 @@ async fn the_friend_list_is_paged_fifty_at_a_time() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_after_the_send_timeout_and_holds_up_no_one() {
+    let gw = TestGateway::start(&["--send-timeout=2s"]).await;
+    let (slow, fast, ana) = (user(), user(), user());
+    assert_eq!(
+        gw.call(ana, "PATCH", "/v1/me", Some(r#"{"name":"Ana"}"#))
+            .await
+            .1["name"],
+        "Ana"
+    );
+    // Never read from: once the kernel's buffers are full, its frames queue at the gateway.
+    let _stalled = gw.connect(slow).await;
+    let mut fast_client = gw.connect(fast).await;
+    // Registered once the connection is on the log (just after the upgrade).
+    wait_until("both sockets registered", || gw.gw.registry.len() == 2).await;
+    let at = |recipient, distance_m| Delivery {
+        recipient_id: recipient,
+        payload: DeliveryPayload::FriendLocation(FriendLocation {
+            friend_id: ana,
+            lat: 37.78,
+            lon: -122.41,
+            distance_m,
+            updated_at: 1_764_057_600_000,
+        }),
+    };
+    // 300,000 frames (about 40 MB) for the stalled socket, far more than loopback buffers
+    // hold, then one for the client that reads.
+    let flood = nearby_schemas::DeliveryBatch {
+        deliveries: (0..5_000).map(|i| at(slow, f64::from(i))).collect(),
+    };
+    let mut records = vec![nearby_schemas::to_vec(&flood).expect("encode"); 60];
+    records.push(
+        nearby_schemas::to_vec(&nearby_schemas::DeliveryBatch {
+            deliveries: vec![at(fast, 7.0)],
+        })
+        .expect("encode"),
+    );
+    let topic = format!("{}.deliveries.gw-a", gw.prefix);
+    nearby_testkit::records::produce_values(&topic, &records).await;
+    let got = fast_client
+        .next_of("friend_location", 30)
+        .await
+        .expect("the reading client is not held up by the stalled one");
+    assert_eq!(got["distance_m"], json!(7.0));
+    // The stalled socket cannot take a write for the send timeout: it is closed.
+    wait_until("the stalled socket closed", || gw.gw.registry.len() == 1).await;
+    // The one that reads is still served.
+    fast_client
+        .send_json(json!({"type": "ping", "id": 1}))
+        .await;
+    assert_eq!(fast_client.next_of("pong", 5).await.expect("pong")["id"], 1);
+    gw.stop().await;
+}
+
+/// Waits (20 s at most) until `done` holds.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{ApiError, Caller, ErrorBody};
 use crate::state::Gateway;
+use crate::upgrade::WsUpgrade;
 
 /// `GET /v1/ws`: upgrades to the socket once the token checks out.
 ///
@@ -34,7 +34,7 @@ use crate::state::Gateway;
 pub async fn ws(
     State(gw): State<Arc<Gateway>>,
     Caller(user): Caller,
-    upgrade: WebSocketUpgrade,
+    upgrade: WsUpgrade,
 ) -> Result<Response, ApiError> {
     let Ok(permit) = gw.connections.clone().try_acquire_owned() else {
         return Err(ApiError::new(
@@ -50,12 +50,6 @@ pub async fn ws(
             "this gateway is draining: connect again (to another gateway)",
         ));
     }
-    let cfg = &gw.config;
-    let upgrade = upgrade
-        .read_buffer_size(cfg.ws_read_buffer)
-        .write_buffer_size(cfg.ws_write_buffer)
-        .max_write_buffer_size(cfg.ws_write_buffer.max(cfg.hard_frame_bytes) * 2)
-        .max_message_size(cfg.hard_frame_bytes)
-        .max_frame_size(cfg.hard_frame_bytes);
-    Ok(upgrade.on_upgrade(move |socket| crate::session::run(gw, socket, user, permit)))
+    Ok(upgrade
+        .on_upgrade(move |socket, early| crate::session::run(gw, socket, early, user, permit)))
 }
