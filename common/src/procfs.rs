@@ -5,7 +5,7 @@
 use crate::{Error, Result};
 
 /// CPU time a process has used (user + system), seconds, from /proc/PID/stat (USER_HZ = 100,
-/// as on every mainstream Linux). `pid` may be `self`.
+/// as on every mainstream Linux). `pid` may be `self`, or `PID/task/TID` for one thread.
 #[allow(clippy::cast_precision_loss)]
 pub fn cpu_secs(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -14,6 +14,27 @@ pub fn cpu_secs(pid: &str) -> Option<f64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some((utime + stime) as f64 / 100.0)
+}
+
+/// CPU seconds of each thread of a process still running, summed by thread name (`comm`,
+/// e.g. `tokio-rt-worker`, `rdk:broker1`), from /proc/PID/task/*/stat.
+pub fn thread_cpu_secs(pid: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let tid = task.file_name();
+        let Some(tid) = tid.to_str() else { continue };
+        let (Ok(comm), Some(cpu)) = (
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")),
+            cpu_secs(&format!("{pid}/task/{tid}")),
+        ) else {
+            continue;
+        };
+        *by_name.entry(comm.trim_end().to_owned()).or_insert(0.0) += cpu;
+    }
+    by_name
 }
 
 /// A `Vm*` line of /proc/PID/status (`VmRSS`, `VmHWM`, ...), in KiB.

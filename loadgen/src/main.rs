@@ -134,11 +134,13 @@ fn main() -> anyhow::Result<()> {
                     l.count
                 );
             }
+            let delivered = r.counts.friend_locations;
             for (stage, c) in &r.costs.stages {
                 println!(
-                    "{stage}: {:.2} CPU s, {} CPU s per 1 M reports",
+                    "{stage}: {:.2} CPU s, {} CPU s per 1 M reports, {} µs per delivery",
                     c.cpu_s,
-                    ms(c.cpu_s_per_million_reports)
+                    ms(c.cpu_s_per_million_reports),
+                    ms((delivered > 0).then(|| c.cpu_s * 1e6 / delivered as f64))
                 );
             }
             println!(

@@ -22,7 +22,8 @@ pub struct StageCpu {
 /// The per-stage costs.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Costs {
-    /// Per stage (`gateway`, `fanout`, `history_sink`), those found.
+    /// Per stage (`gateway`, `fanout`, `history_sink`), those found, and their parts by thread
+    /// (`gateway.deliveries`, `gateway.workers`, `gateway.kafka`, `fanout.kafka`, ...).
     pub stages: BTreeMap<String, StageCpu>,
     /// Deliveries received per CPU-second of gateway + fanout.
     pub deliveries_per_cpu_s_gateway_fanout: Option<f64>,
@@ -63,11 +64,36 @@ fn stage_pids(args: &SessionArgs) -> BTreeMap<String, u32> {
     pids
 }
 
-/// Each stage's CPU seconds so far.
+/// Each stage's CPU seconds so far, and parts of it by thread: `<stage>.kafka` (the Kafka
+/// client's threads, `rdk:*`), `<stage>.workers` (the async runtime's workers: for the gateway,
+/// report intake, sessions, pages and pings) and `gateway.deliveries` (the gateway's delivery
+/// reader: decoding, frames and socket writes). Threads that ended are in the stage's total only.
 fn cpu(pids: &BTreeMap<String, u32>) -> BTreeMap<String, f64> {
-    pids.iter()
-        .filter_map(|(s, p)| Some((s.clone(), procfs::cpu_secs(&p.to_string())?)))
-        .collect()
+    let mut out = BTreeMap::new();
+    for (stage, pid) in pids {
+        let pid = pid.to_string();
+        let Some(total) = procfs::cpu_secs(&pid) else {
+            continue;
+        };
+        out.insert(stage.clone(), total);
+        let mut parts: BTreeMap<&str, f64> = BTreeMap::new();
+        for (thread, secs) in procfs::thread_cpu_secs(&pid) {
+            let part = if thread.starts_with("rdk:") {
+                "kafka"
+            } else if thread.starts_with("tokio-rt") {
+                "workers"
+            } else if thread == "gw-deliveries" {
+                "deliveries"
+            } else {
+                continue;
+            };
+            *parts.entry(part).or_insert(0.0) += secs;
+        }
+        for (part, secs) in parts {
+            out.insert(format!("{stage}.{part}"), secs);
+        }
+    }
+    out
 }
 
 /// The readings taken up to the end of the measured run: where the stages are, the gateway's
@@ -162,8 +188,10 @@ impl CostReadings {
     pub(crate) fn costs(self, reports: u64, friend_locations: u64, connected: usize) -> Costs {
         let m = self.meter;
         let mut stages = BTreeMap::new();
-        for (stage, pid) in &m.pids {
-            if let (Some(a), Some(b)) = (m.cpu_before.get(stage), self.cpu_after.get(stage)) {
+        // Stages and their parts by thread (`gateway.deliveries`, ...).
+        for (stage, b) in &self.cpu_after {
+            let process = stage.split('.').next().unwrap_or(stage);
+            if let (Some(a), Some(pid)) = (m.cpu_before.get(stage), m.pids.get(process)) {
                 let cpu_s = b - a;
                 stages.insert(
                     stage.clone(),
