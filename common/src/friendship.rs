@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use nearby_schemas::{FriendshipEvent, FriendshipKind};
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::{Error, Result, UserId};
 
@@ -53,7 +52,7 @@ pub fn solo_event(kind: FriendshipKind, user: UserId, at: i64) -> FriendshipEven
 /// Writes change records to the friendship events topic, keyed by user, waiting for the ack.
 #[derive(Clone)]
 pub struct FriendshipLog {
-    producer: FutureProducer,
+    producer: crate::producer::AckedProducer,
     topic: String,
 }
 
@@ -75,7 +74,7 @@ impl FriendshipLog {
             PUBLISH_TIMEOUT.as_millis().to_string(),
         );
         Ok(Self {
-            producer: config.create()?,
+            producer: crate::producer::AckedProducer::acked(&config)?,
             topic,
         })
     }
@@ -91,32 +90,22 @@ impl FriendshipLog {
         for event in events {
             let payload = nearby_schemas::to_vec(event)?;
             let key = event.user_id.to_string();
-            let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
             // Enqueue all before awaiting any: the records of one change travel together.
             let send = self
                 .producer
-                .send_result(record)
-                .map_err(|(source, _)| Error::Produce {
+                .send(&self.topic, &key, &payload)
+                .map_err(|source| Error::Produce {
                     topic: self.topic.clone(),
                     source,
                 })?;
             sends.push(send);
         }
         for send in sends {
-            match send.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((source, _))) => {
-                    return Err(Error::Produce {
-                        topic: self.topic.clone(),
-                        source,
-                    });
-                }
-                Err(_cancelled) => {
-                    return Err(Error::Produce {
-                        topic: self.topic.clone(),
-                        source: rdkafka::error::KafkaError::Canceled,
-                    });
-                }
+            if let Err(source) = send.await {
+                return Err(Error::Produce {
+                    topic: self.topic.clone(),
+                    source,
+                });
             }
         }
         Ok(())

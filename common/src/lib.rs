@@ -16,6 +16,7 @@ pub mod lag;
 pub mod metrics;
 pub mod partition;
 pub mod procfs;
+pub mod producer;
 pub mod redis_store;
 pub mod shutdown;
 pub mod stack;

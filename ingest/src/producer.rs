@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use nearby_common::producer::AckedProducer;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::Instant;
 
@@ -25,7 +25,7 @@ pub(crate) struct Written {
 
 /// The location topic's producer.
 pub(crate) struct LocationProducer {
-    producer: FutureProducer,
+    producer: AckedProducer,
     topic: String,
     queue_full_wait: Duration,
 }
@@ -53,7 +53,7 @@ impl LocationProducer {
                 "message.timeout.ms",
                 config.ingest_delivery_timeout.as_millis().to_string(),
             );
-        let producer: FutureProducer = client.create().map_err(IngestError::Client)?;
+        let producer = AckedProducer::acked(&client).map_err(IngestError::Client)?;
         Ok(Self {
             producer,
             topic,
@@ -63,7 +63,7 @@ impl LocationProducer {
 
     /// Records handed to librdkafka and not yet acknowledged (queued or in flight).
     pub(crate) fn queued(&self) -> usize {
-        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+        self.producer.in_flight()
     }
 
     /// The topic this producer writes to.
@@ -81,10 +81,9 @@ impl LocationProducer {
     pub(crate) async fn send(&self, key: &str, payload: &[u8]) -> Result<Written> {
         let mut deadline = None;
         let delivery = loop {
-            let record = FutureRecord::to(&self.topic).key(key).payload(payload);
-            match self.producer.send_result(record) {
+            match self.producer.send(&self.topic, key, payload) {
                 Ok(delivery) => break delivery,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     // Full is "not ready": wait for librdkafka to send a batch, but only for
                     // a bounded time, so a stalled cluster turns into errors, not a pile of
                     // waiting callers.
@@ -97,17 +96,12 @@ impl LocationProducer {
                     }
                     tokio::time::sleep(QUEUE_FULL_RETRY.min(self.queue_full_wait)).await;
                 }
-                Err((source, _)) => return Err(self.produce_error(source)),
+                Err(source) => return Err(self.produce_error(source)),
             }
         };
         match delivery.await {
-            Ok(Ok(delivery)) => Ok(Written {
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
-            Ok(Err((source, _))) => Err(self.produce_error(source)),
-            // The producer was dropped before the record was acked.
-            Err(_canceled) => Err(self.produce_error(KafkaError::Canceled)),
+            Ok((partition, offset)) => Ok(Written { partition, offset }),
+            Err(source) => Err(self.produce_error(source)),
         }
     }
 
@@ -116,7 +110,7 @@ impl LocationProducer {
     pub(crate) async fn flush(&self, timeout: Duration) -> Result<()> {
         // librdkafka's flush blocks its thread, so it runs where blocking is allowed.
         let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || producer.flush(timeout))
+        tokio::task::spawn_blocking(move || producer.flush_blocking(timeout))
             .await
             .unwrap_or(Err(KafkaError::Canceled))
             .map_err(|source| self.produce_error(source))

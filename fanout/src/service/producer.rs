@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nearby_common::Topics;
+use nearby_common::producer::Polled;
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use tracing::warn;
 
@@ -81,7 +82,7 @@ fn by_gateway(deliveries: &[RoutedDelivery]) -> Vec<(&Arc<str>, DeliveryBatch)> 
 
 /// The delivery producer.
 pub struct DeliveryProducer {
-    producer: ThreadedProducer<CountingContext>,
+    producer: Polled<CountingContext>,
     topics: Topics,
     topic_of: HashMap<Arc<str>, String>,
     buf: Vec<u8>,
@@ -111,7 +112,7 @@ impl DeliveryProducer {
             .set("queue.buffering.max.messages", queue.to_string())
             // Deliveries are on their way to a screen: little batching delay.
             .set("linger.ms", "2");
-        let producer = config.create_with_context(CountingContext(counters.clone()))?;
+        let producer = Polled::new(&config, CountingContext(counters.clone()))?;
         Ok(Self {
             producer,
             topics,
@@ -123,8 +124,7 @@ impl DeliveryProducer {
 
     /// Records queued in the producer and not yet acknowledged.
     pub fn queued(&self) -> usize {
-        use rdkafka::producer::Producer;
-        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+        self.producer.in_flight()
     }
 
     /// Queues `deliveries` (one fanout step's, in order) as one record per gateway, split in
@@ -181,7 +181,7 @@ impl DeliveryProducer {
             let record = BaseRecord::<(), [u8], usize>::with_opaque_to(&topic, count)
                 .partition(0)
                 .payload(&self.buf);
-            match self.producer.send(record) {
+            match self.producer.producer().send(record) {
                 Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
                     if attempt < 49 =>
@@ -202,7 +202,7 @@ impl DeliveryProducer {
 
     /// Waits (bounded) for queued deliveries to be sent.
     pub fn flush(&self, timeout: std::time::Duration) {
-        let _ = rdkafka::producer::Producer::flush(&self.producer, timeout);
+        let _ = self.producer.flush_blocking(timeout);
     }
 }
 
