@@ -20,9 +20,17 @@
 //! Everything the run created (topics, the fanout group, the keyspace, the cache keys) is
 //! deleted at the end.
 //!
+//! With `--friends K` the users get profiles and friends (a ring: user i befriends the next
+//! K/2 ids) and their sockets open on the reports' gateway first, so fanout has deliveries to
+//! make; with `--backlog-per-user R`, once the instance is ready and owns every partition, R
+//! more reports per user are produced at once and the instance's CPU per report and per
+//! delivery is measured while it works through them — fanout at saturation, deliveries
+//! produced (and acked) and Redis written.
+//!
 //! ```text
 //! eval "$(stack/stack.sh env)"
 //! nearby-loadgen rebuild --users 1000000
+//! nearby-loadgen rebuild --users 10000 --friends 50 --backlog-per-user 100   # 1 M-report backlog
 //! ```
 //!
 //! Extra fanout flags go through `--fanout`, e.g. `--fanout=--graph-loads=64`; `RUST_LOG` sets
@@ -40,7 +48,7 @@ use nearby_common::procfs;
 use nearby_common::redis_store::LocationCache;
 use nearby_common::stack::StackArgs;
 use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
-use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
+use nearby_schemas::{Connected, LocationBody, LocationEvent, PositionReport};
 use rand::Rng;
 use rdkafka::ClientContext;
 use rdkafka::admin::AdminOptions;
@@ -82,6 +90,18 @@ pub struct RebuildArgs {
     /// Give up when the instance is not ready after this many seconds.
     #[arg(long, default_value_t = 1_800)]
     timeout_secs: u64,
+    /// Friends per user (even; 0: none): user i befriends the next `friends / 2` ids (a ring),
+    /// written straight into the store with profiles for everyone, before anything is
+    /// produced. With positions spread over the 30 km box, about a fifth of them are within
+    /// 5 miles of a report.
+    #[arg(long, default_value_t = 0)]
+    friends: u64,
+    /// After the instance is ready (owning every partition), this many more reports per user
+    /// are produced at once, as fast as the producer goes, and the instance's CPU per report
+    /// and per delivery is measured while it works through them: fanout at saturation, with
+    /// its deliveries produced and its Redis writes done.
+    #[arg(long, default_value_t = 0)]
+    backlog_per_user: u64,
     /// An extra flag for the fanout service (repeatable), e.g. `--fanout=--graph-loads=64`.
     #[arg(long = "fanout", allow_hyphen_values = true)]
     fanout_args: Vec<String>,
@@ -91,6 +111,10 @@ pub struct RebuildArgs {
     /// Internal: produce the users' reports into this topic and exit (the child process).
     #[arg(long, hide = true)]
     produce_into: Option<String>,
+    /// Internal: each user's socket opens (a `Connected` event) before its reports, so fanout
+    /// routes deliveries to them (the child process).
+    #[arg(long, hide = true)]
+    connect_first: bool,
     /// Internal: the first user id (the child process).
     #[arg(long, hide = true, default_value_t = 0)]
     user_base: i64,
@@ -124,6 +148,153 @@ pub fn run(args: &RebuildArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(measure_and_clean(args))
 }
 
+/// What the instance did with the backlog.
+#[derive(Debug)]
+struct Backlog {
+    reports: u64,
+    seconds: f64,
+    cpu_s: f64,
+    kafka_cpu_s: f64,
+    deliveries: u64,
+    records: u64,
+    busy: Option<f64>,
+}
+
+impl Backlog {
+    #[allow(clippy::cast_precision_loss)]
+    fn print(&self) {
+        let per = |x: f64, n: u64| if n == 0 { 0.0 } else { x * 1e6 / n as f64 };
+        println!(
+            "  backlog: {} reports worked through in {:.1} s ({:.0}/s), {} deliveries produced ({:.1} per report) in {} records",
+            self.reports,
+            self.seconds,
+            self.reports as f64 / self.seconds,
+            self.deliveries,
+            self.deliveries as f64 / self.reports.max(1) as f64,
+            self.records
+        );
+        println!(
+            "  backlog: fanout CPU {:.2} s: {:.1} µs per report, {:.2} µs per delivery (of which the Kafka client's threads {:.1} µs per report); machine {} busy",
+            self.cpu_s,
+            per(self.cpu_s, self.reports),
+            per(self.cpu_s, self.deliveries),
+            per(self.kafka_cpu_s, self.reports),
+            self.busy
+                .map_or_else(|| "?".into(), |b| format!("{:.0} %", b * 100.0))
+        );
+    }
+}
+
+/// Produces `backlog_per_user` more reports of every user (a child process, as fast as it
+/// goes) into the topic the ready instance owns, and measures the instance's CPU from the
+/// first of them until it has applied them all and its producer has every delivery acked.
+async fn backlog(
+    args: &RebuildArgs,
+    run: &Run,
+    status: &nearby_fanout::service::Status,
+) -> anyhow::Result<Backlog> {
+    let reports = args.users * args.backlog_per_user;
+    let kafka_cpu = || {
+        procfs::thread_cpu_secs("self")
+            .iter()
+            .filter(|(name, _)| name.starts_with("rdk:"))
+            .map(|(_, s)| s)
+            .sum::<f64>()
+    };
+    let events0 = status.events.load(Ordering::Relaxed);
+    let delivered0 = status.deliveries.delivered.load(Ordering::Relaxed);
+    let records0 = status.deliveries.records.load(Ordering::Relaxed);
+    let (cpu0, kafka0, ticks0) = (
+        procfs::cpu_secs("self").unwrap_or(0.0),
+        kafka_cpu(),
+        procfs::machine_ticks(),
+    );
+    let started = Instant::now();
+    let mut child = producing_child(args, run, args.backlog_per_user, false)?;
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let mut produced = false;
+    let mut last_progress = Instant::now();
+    loop {
+        if !produced && let Some(exit) = child.try_wait()? {
+            anyhow::ensure!(exit.success(), "producing the backlog failed: {exit}");
+            produced = true;
+        }
+        let applied = status.events.load(Ordering::Relaxed) - events0;
+        // Every delivery handed to the producer is acked (or failed) once none is in flight.
+        if produced && applied >= reports && status.delivery_queue.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the backlog was not worked through in {} s ({applied} of {reports})",
+            args.timeout_secs
+        );
+        if last_progress.elapsed() >= Duration::from_secs(10) {
+            eprintln!(
+                "  ... backlog {:.0} s: {applied} of {reports} reports applied",
+                started.elapsed().as_secs_f64()
+            );
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(Backlog {
+        reports,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_s: procfs::cpu_secs("self").unwrap_or(0.0) - cpu0,
+        kafka_cpu_s: kafka_cpu() - kafka0,
+        deliveries: status.deliveries.delivered.load(Ordering::Relaxed) - delivered0,
+        records: status.deliveries.records.load(Ordering::Relaxed) - records0,
+        busy: procfs::busy_share(ticks0),
+    })
+}
+
+/// Starts the child process that produces `per_user` reports of every user.
+fn producing_child(
+    args: &RebuildArgs,
+    run: &Run,
+    per_user: u64,
+    connect_first: bool,
+) -> anyhow::Result<std::process::Child> {
+    std::process::Command::new(std::env::current_exe()?)
+        .arg("rebuild")
+        .args(connect_first.then_some("--connect-first"))
+        .args([
+            format!("--produce-into={}", run.location_topic),
+            format!("--user-base={}", run.user_base),
+            format!("--users={}", args.users),
+            format!("--reports-per-user={per_user}"),
+            format!("--gateway={}", args.gateway),
+            format!("--kafka-brokers={}", args.stack.kafka_brokers),
+        ])
+        .spawn()
+        .context("starting the producing child")
+}
+
+/// Profiles for every user and `friends / 2` friendships each (user i with the next ids, a
+/// ring), written straight into the store.
+async fn befriend(args: &RebuildArgs, run: &Run) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let n = i64::try_from(args.users)?;
+    let half = i64::try_from(args.friends / 2)?.min(n - 1).max(1);
+    let ids: Vec<i64> = (0..n).map(|i| run.user_base + i).collect();
+    let session = nearby_common::cql::connect(&args.stack.cql_nodes).await?;
+    let store = nearby_common::users::UserStore::new(session, &run.keyspace).await?;
+    store.bulk_create_profiles(&ids, 256).await?;
+    let pairs: Vec<(i64, i64)> = (0..n)
+        .flat_map(|i| (1..=half).map(move |d| (i, (i + d) % n)))
+        .map(|(a, b)| (run.user_base + a, run.user_base + b))
+        .collect();
+    store.bulk_befriend(&pairs, 256).await?;
+    println!(
+        "  setup: {} profiles and {} friendships in {:.1} s",
+        ids.len(),
+        pairs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Measures, then deletes what the run created whether or not it succeeded.
 async fn measure_and_clean(args: &RebuildArgs) -> anyhow::Result<()> {
     let suffix = &net::unique("")[..12];
@@ -148,7 +319,8 @@ async fn measure_and_clean(args: &RebuildArgs) -> anyhow::Result<()> {
 #[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
 async fn measure(args: &RebuildArgs, run: &Run) -> anyhow::Result<()> {
     let users = args.users;
-    let events = users * args.reports_per_user;
+    // With friends, each user's socket opens first (one more event each).
+    let events = users * (args.reports_per_user + u64::from(args.friends > 0));
     println!(
         "rebuild: {users} users, {} report(s) each ({events} events), {} partitions, prefix {}",
         args.reports_per_user, args.partitions, run.prefix
@@ -173,30 +345,31 @@ async fn measure(args: &RebuildArgs, run: &Run) -> anyhow::Result<()> {
                 replication: 1,
                 retention,
             },
+            // Where the deliveries go (every report carries this gateway id).
+            TopicSpec {
+                name: nearby_common::Topics::new(&run.prefix)?.deliveries(&args.gateway)?,
+                partitions: 1,
+                replication: 1,
+                retention,
+            },
         ],
     )
     .await?;
     let session = nearby_common::cql::connect(&args.stack.cql_nodes).await?;
     nearby_common::users::create_schema(&session, &run.keyspace, 1).await?;
     drop(session);
+    if args.friends > 0 {
+        befriend(args, run).await?;
+    }
     println!(
         "  setup: topics and keyspace in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
     let started = Instant::now();
-    let status = std::process::Command::new(std::env::current_exe()?)
-        .arg("rebuild")
-        .args([
-            format!("--produce-into={}", run.location_topic),
-            format!("--user-base={}", run.user_base),
-            format!("--users={users}"),
-            format!("--reports-per-user={}", args.reports_per_user),
-            format!("--gateway={}", args.gateway),
-            format!("--kafka-brokers={}", args.stack.kafka_brokers),
-        ])
-        .status()
-        .context("starting the producing child")?;
+    let status = producing_child(args, run, args.reports_per_user, args.friends > 0)?
+        .wait()
+        .context("waiting for the producing child")?;
     anyhow::ensure!(status.success(), "producing failed: {status}");
     let produce_secs = started.elapsed().as_secs_f64();
     println!(
@@ -302,6 +475,12 @@ async fn measure(args: &RebuildArgs, run: &Run) -> anyhow::Result<()> {
         |(code, body)| format!("{code} {body}"),
     );
 
+    let backlog = if args.backlog_per_user > 0 {
+        Some(backlog(args, run, &status).await?)
+    } else {
+        None
+    };
+
     let stopping = Instant::now();
     shutdown.cancel();
     task.await??;
@@ -339,6 +518,9 @@ async fn measure(args: &RebuildArgs, run: &Run) -> anyhow::Result<()> {
         rss_growth_kib / 1024,
         rss_growth_kib as f64 * 1024.0 / users as f64
     );
+    if let Some(b) = backlog {
+        b.print();
+    }
     println!("  stopped in {stop_secs:.2} s");
     if table_users != users {
         bail!("the table holds {table_users} users, not {users}");
@@ -416,6 +598,38 @@ fn produce(args: &RebuildArgs, topic: &str) -> anyhow::Result<()> {
         .create_with_context(Acks::default())?;
     let mut rng = rand::rng();
     let mut payload = Vec::with_capacity(96);
+    let send = |payload: &[u8], user_id: i64| -> anyhow::Result<()> {
+        let key = nearby_common::ids::user_key(user_id);
+        let mut record = BaseRecord::to(topic).key(&key).payload(payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    };
+    if args.connect_first {
+        for i in 0..args.users {
+            let user_id = args.user_base + i64::try_from(i)?;
+            let now = now_ms();
+            let event = LocationEvent {
+                user_id,
+                gateway_id: Some(args.gateway.clone()),
+                ts: now,
+                received_at: now,
+                body: LocationBody::Connected(Connected {
+                    session_id: format!("rebuild-{user_id}"),
+                }),
+            };
+            payload.clear();
+            nearby_schemas::encode(&event, &mut payload)?;
+            send(&payload, user_id)?;
+        }
+    }
     for _ in 0..args.reports_per_user {
         for i in 0..args.users {
             let user_id = args.user_base + i64::try_from(i)?;
@@ -433,18 +647,7 @@ fn produce(args: &RebuildArgs, topic: &str) -> anyhow::Result<()> {
             };
             payload.clear();
             nearby_schemas::encode(&event, &mut payload)?;
-            let key = nearby_common::ids::user_key(user_id);
-            let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => return Err(e.into()),
-                }
-            }
+            send(&payload, user_id)?;
         }
     }
     producer.flush(Duration::from_secs(120))?;
@@ -453,7 +656,7 @@ fn produce(args: &RebuildArgs, topic: &str) -> anyhow::Result<()> {
         acks.ok.load(Ordering::Relaxed),
         acks.failed.load(Ordering::Relaxed),
     );
-    let want = args.users * args.reports_per_user;
+    let want = args.users * (args.reports_per_user + u64::from(args.connect_first));
     anyhow::ensure!(
         failed == 0 && ok == want,
         "{ok} of {want} acked, {failed} failed"
