@@ -96,3 +96,96 @@ impl Record for DeliveryBatch {
         &DELIVERY_BATCH_V1_SCHEMA
     }
 }
+
+impl DeliveryBatch {
+    /// Appends the framed record (single-object header and datum) of a batch holding
+    /// `deliveries`, written by hand: the bytes [`crate::encode`] writes for the same batch (a
+    /// test holds it to that), at a fraction of the generic encoder's cost — fanout's hottest
+    /// encode (a quarter of its CPU at saturation went to the generic one). Nothing here can
+    /// fail: every field is a number or an enum.
+    pub fn encode_deliveries(deliveries: &[Delivery], buf: &mut Vec<u8>) {
+        crate::framing::write_single_object_header(DELIVERY_BATCH_V1_SCHEMA.fingerprint(), buf);
+        // An array is written as blocks: one block of every item (its count, then the items),
+        // then the empty block that ends it.
+        if !deliveries.is_empty() {
+            put_long(buf, deliveries.len() as i64);
+            for d in deliveries {
+                put_long(buf, d.recipient_id);
+                match &d.payload {
+                    DeliveryPayload::FriendLocation(f) => {
+                        put_long(buf, 0);
+                        put_long(buf, f.friend_id);
+                        buf.extend_from_slice(&f.lat.to_le_bytes());
+                        buf.extend_from_slice(&f.lon.to_le_bytes());
+                        buf.extend_from_slice(&f.distance_m.to_le_bytes());
+                        put_long(buf, f.updated_at);
+                    }
+                    DeliveryPayload::FriendLeft(f) => {
+                        put_long(buf, 1);
+                        put_long(buf, f.friend_id);
+                        // The enum's symbols in the schema's order.
+                        put_long(buf, f.reason as i64);
+                    }
+                }
+            }
+        }
+        put_long(buf, 0);
+    }
+}
+
+/// An Avro `long` (or `int`): zig-zag, then 7 bits a byte, low first.
+fn put_long(buf: &mut Vec<u8>, n: i64) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        buf.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    buf.push(z as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hand_written_batch_is_the_generic_encoders_bytes() {
+        let reasons = [
+            LeftReason::OutOfRange,
+            LeftReason::Inactive,
+            LeftReason::SharingOff,
+            LeftReason::Unfriended,
+        ];
+        let ids = [0, 1, -1, 63, 64, -65, 1 << 40, i64::MAX, i64::MIN];
+        let mut deliveries = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            deliveries.push(Delivery {
+                recipient_id: id,
+                payload: DeliveryPayload::FriendLocation(FriendLocation {
+                    friend_id: ids[(i + 1) % ids.len()],
+                    lat: -89.5 + i as f64,
+                    lon: 179.25 - i as f64,
+                    distance_m: 1234.5678 * i as f64,
+                    updated_at: id.wrapping_mul(7),
+                }),
+            });
+            deliveries.push(Delivery {
+                recipient_id: ids[(i + 2) % ids.len()],
+                payload: DeliveryPayload::FriendLeft(FriendLeft {
+                    friend_id: id,
+                    reason: reasons[i % reasons.len()],
+                }),
+            });
+        }
+        for batch in [&deliveries[..], &deliveries[..1], &[]] {
+            let mut fast = Vec::new();
+            DeliveryBatch::encode_deliveries(batch, &mut fast);
+            let generic = crate::to_vec(&DeliveryBatch {
+                deliveries: batch.to_vec(),
+            })
+            .expect("encodes");
+            assert_eq!(fast, generic, "{} deliveries", batch.len());
+            let back: DeliveryBatch = crate::decode(&fast).expect("decodes");
+            assert_eq!(back.deliveries, batch);
+        }
+    }
+}
