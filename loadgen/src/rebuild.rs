@@ -598,9 +598,21 @@ fn produce(args: &RebuildArgs, topic: &str) -> anyhow::Result<()> {
         .create_with_context(Acks::default())?;
     let mut rng = rand::rng();
     let mut payload = Vec::with_capacity(96);
-    let send = |payload: &[u8], user_id: i64| -> anyhow::Result<()> {
+    // An event of the i-th user with `body`, as ingest writes it (now, from the run's gateway).
+    let mut send = |i: u64, body: LocationBody| -> anyhow::Result<()> {
+        let user_id = args.user_base + i64::try_from(i)?;
+        let now = now_ms();
+        let event = LocationEvent {
+            user_id,
+            gateway_id: Some(args.gateway.clone()),
+            ts: now,
+            received_at: now,
+            body,
+        };
+        payload.clear();
+        nearby_schemas::encode(&event, &mut payload)?;
         let key = nearby_common::ids::user_key(user_id);
-        let mut record = BaseRecord::to(topic).key(&key).payload(payload);
+        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
         loop {
             match producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -614,40 +626,18 @@ fn produce(args: &RebuildArgs, topic: &str) -> anyhow::Result<()> {
     };
     if args.connect_first {
         for i in 0..args.users {
-            let user_id = args.user_base + i64::try_from(i)?;
-            let now = now_ms();
-            let event = LocationEvent {
-                user_id,
-                gateway_id: Some(args.gateway.clone()),
-                ts: now,
-                received_at: now,
-                body: LocationBody::Connected(Connected {
-                    session_id: format!("rebuild-{user_id}"),
-                }),
-            };
-            payload.clear();
-            nearby_schemas::encode(&event, &mut payload)?;
-            send(&payload, user_id)?;
+            let session_id = format!("rebuild-{}", args.user_base + i64::try_from(i)?);
+            send(i, LocationBody::Connected(Connected { session_id }))?;
         }
     }
     for _ in 0..args.reports_per_user {
         for i in 0..args.users {
-            let user_id = args.user_base + i64::try_from(i)?;
-            let now = now_ms();
-            let event = LocationEvent {
-                user_id,
-                gateway_id: Some(args.gateway.clone()),
-                ts: now,
-                received_at: now,
-                body: LocationBody::Position(PositionReport {
-                    lat: HOME.0 + rng.random_range(-HALF_BOX_DEG.0..HALF_BOX_DEG.0),
-                    lon: HOME.1 + rng.random_range(-HALF_BOX_DEG.1..HALF_BOX_DEG.1),
-                    accuracy_m: Some(10.0),
-                }),
+            let position = PositionReport {
+                lat: HOME.0 + rng.random_range(-HALF_BOX_DEG.0..HALF_BOX_DEG.0),
+                lon: HOME.1 + rng.random_range(-HALF_BOX_DEG.1..HALF_BOX_DEG.1),
+                accuracy_m: Some(10.0),
             };
-            payload.clear();
-            nearby_schemas::encode(&event, &mut payload)?;
-            send(&payload, user_id)?;
+            send(i, LocationBody::Position(position))?;
         }
     }
     producer.flush(Duration::from_secs(120))?;
