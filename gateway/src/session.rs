@@ -23,7 +23,7 @@ use crate::nearby::Cursor;
 use crate::protocol::{ClientFrame, ServerFrame, close, codes};
 use crate::registry::Connection;
 use crate::state::Gateway;
-use crate::writer::{Flushed, SocketWriter};
+use crate::writer::{Flushed, Frame, SocketWriter};
 
 /// A token bucket over all frames of one connection.
 #[derive(Debug)]
@@ -144,7 +144,7 @@ pub async fn run(
                 reason: "try again".into(),
             })))
             .await;
-        let _ = tokio::time::timeout(cfg.send_timeout, conn.writer.flush()).await;
+        let _ = conn.writer.flush(cfg.send_timeout).await;
         return;
     }
     gw.registry.insert(conn.clone());
@@ -180,10 +180,10 @@ pub async fn run(
             () = conn.told_to_reconnect.notified(), if grace.is_none() => {
                 grace = Some(Box::pin(tokio::time::sleep(gw.drain.grace)));
             }
-            // Frames queued while the socket was full: written as it drains, within the send
-            // timeout.
+            // Frames queued while the socket was full: written as it drains; a socket that
+            // takes nothing for the send timeout is closed.
             () = conn.writer.wanted() => {
-                if !matches!(tokio::time::timeout(cfg.send_timeout, conn.writer.flush()).await, Ok(Flushed::Done)) {
+                if conn.writer.flush(cfg.send_timeout).await != Flushed::Done {
                     debug!("client too slow or gone; closing");
                     break None;
                 }
@@ -234,7 +234,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
         // Nothing may follow the close; what is queued before it still goes out.
         conn.writer.seal();
-        let _ = tokio::time::timeout(Duration::from_secs(1), conn.writer.flush()).await;
+        let _ = conn.writer.flush(Duration::from_secs(1)).await;
         // The closing handshake: read (and drop) what the client still sends until its close
         // comes back, for at most a second. Dropping a socket with unread input makes the
         // kernel send a reset, which can destroy frames the client has not read yet (the
@@ -320,15 +320,30 @@ async fn on_text(
                 ts,
                 accuracy_m,
             };
-            match gw.ingest.report(user, Some(&cfg.gateway_id), report).await {
+            // The first accepted report is answered with the first page, the snapshot the
+            // deliveries update: those that come meanwhile (this report's own, say) wait
+            // behind it rather than overtake it.
+            let first = state.position.is_none();
+            if first {
+                conn.writer.hold();
+            }
+            let result = gw.ingest.report(user, Some(&cfg.gateway_id), report).await;
+            if first && result.is_err() {
+                conn.writer.release_with(None);
+            }
+            match result {
                 Ok(_) => {
                     gw.metrics.report("socket", "accepted");
                     state.over_limit = 0;
-                    let first = state.position.is_none();
                     state.position = Some((lat, lon));
                     if first {
                         let page = page_frame(gw, user, (lat, lon), None).await;
-                        return reply(conn, page);
+                        let page = Frame::other(crate::wsframe::text(&page));
+                        return if conn.writer.release_with(Some(page)) {
+                            Ok(Next::Continue)
+                        } else {
+                            Err(())
+                        };
                     }
                     Ok(Next::Continue)
                 }

@@ -59,6 +59,9 @@ struct State {
     /// A frame the kernel took part of: the rest goes first, whatever else is queued.
     partial: Option<Bytes>,
     frames: VecDeque<Frame>,
+    /// Frames queue instead of being written (the session is making the first page, which
+    /// must go out before them).
+    held: bool,
     /// No new frame is taken (the close went out); what is queued is still written.
     sealed: bool,
     closed: bool,
@@ -77,6 +80,8 @@ pub enum Flushed {
     Done,
     /// The writer is closed or the socket broke.
     Closed,
+    /// The socket took nothing for the whole stall limit.
+    Stalled,
 }
 
 impl SocketWriter {
@@ -107,7 +112,7 @@ impl SocketWriter {
             return false;
         }
         let mut rest = frames;
-        if st.is_idle() {
+        if st.is_idle() && !st.held {
             match self.write_now(frames) {
                 Ok((whole, part)) => {
                     if let Some(tail) = part {
@@ -189,9 +194,11 @@ impl SocketWriter {
         self.queued.notified().await;
     }
 
-    /// Writes what is queued as the socket takes it, waiting for it to become writable; bound
-    /// it with a timeout (a client that reads nothing never makes room).
-    pub async fn flush(&self) -> Flushed {
+    /// Writes what is queued as the socket takes it, waiting for it to become writable, but
+    /// no longer than `stall` at a time: a socket that takes no byte for that long (a client
+    /// that reads nothing never makes room) is given up on. A client that reads slowly but
+    /// steadily is not.
+    pub async fn flush(&self, stall: std::time::Duration) -> Flushed {
         loop {
             {
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -207,15 +214,50 @@ impl SocketWriter {
                     }
                 }
             }
-            if self.io.writable().await.is_err() {
-                return Flushed::Closed;
+            match tokio::time::timeout(stall, self.io.writable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Flushed::Closed,
+                Err(_) => return Flushed::Stalled,
             }
         }
     }
 
+    /// From now on frames queue rather than go out, until [`SocketWriter::release_with`]: the
+    /// first page is the snapshot the deliveries after it update, so the deliveries that come
+    /// while it is being made (those its own report caused, say) wait behind it.
+    pub fn hold(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).held = true;
+    }
+
+    /// Ends a [`SocketWriter::hold`]: `first` goes out ahead of every frame queued during it
+    /// (after the rest of a frame the kernel took part of), then the session is woken to
+    /// write those. False once the writer is closed.
+    pub fn release_with(&self, first: Option<Frame>) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.held = false;
+        if st.closed {
+            return false;
+        }
+        if let Some(frame) = first {
+            if st.sealed {
+                return false;
+            }
+            st.frames.push_front(frame);
+        }
+        let waiting = !st.is_idle();
+        drop(st);
+        if waiting {
+            self.queued.notify_one();
+        }
+        true
+    }
+
     /// Writes the partial frame and then the queued ones until the socket is full; true when
-    /// nothing is left.
+    /// nothing is left (or nothing may be written yet: held).
     fn write_queued(&self, st: &mut State) -> io::Result<bool> {
+        if st.held {
+            return Ok(true);
+        }
         if let Some(tail) = st.partial.take() {
             let (whole, part) = self.write_now(&[Frame::other(tail.clone())])?;
             if whole == 0 {
@@ -274,6 +316,7 @@ impl SocketWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 
@@ -339,7 +382,7 @@ mod tests {
             client.read_to_end(&mut all).await.expect("reads");
             all
         });
-        assert_eq!(w.flush().await, Flushed::Done);
+        assert_eq!(w.flush(Duration::from_secs(10)).await, Flushed::Done);
         assert!(w.is_empty());
         drop(w);
         let all = reader.await.expect("joins");
@@ -369,10 +412,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn while_held_frames_wait_and_the_released_one_goes_first() {
+        let (w, mut client, _) = pair(8).await;
+        w.hold();
+        assert!(w.send(about(1, b'1', 2)));
+        assert!(w.send(about(2, b'2', 2)));
+        assert_eq!(w.len(), 2, "held, not written");
+        assert_eq!(w.flush(Duration::from_secs(10)).await, Flushed::Done);
+        assert_eq!(w.len(), 2, "a flush while held writes nothing");
+        assert!(w.release_with(Some(Frame::other(Bytes::from_static(b"page")))));
+        assert_eq!(w.flush(Duration::from_secs(10)).await, Flushed::Done);
+        assert!(w.is_empty());
+        assert_eq!(read_exactly(&mut client, 8).await, b"page1122");
+        // Released, frames go straight out again.
+        assert!(w.send(about(3, b'3', 1)));
+        assert!(w.is_empty());
+    }
+
+    #[tokio::test]
     async fn closing_refuses_more_and_wakes_the_flusher() {
         let (w, _client, _) = pair(2).await;
         w.close();
         assert!(!w.send(about(1, b'a', 1)));
-        assert_eq!(w.flush().await, Flushed::Closed);
+        assert_eq!(w.flush(Duration::from_secs(10)).await, Flushed::Closed);
     }
 }
