@@ -37,31 +37,27 @@
 //! the log filter (default: warnings and the fanout's own lines).
 
 use nearby_common::stage::Stage;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser};
-use nearby_common::clock::now_ms;
 use nearby_common::kafka::{self, TopicSpec};
 use nearby_common::procfs;
 use nearby_common::redis_store::LocationCache;
 use nearby_common::stack::StackArgs;
 use nearby_fanout::service::{FanoutService, FanoutServiceConfig};
-use nearby_schemas::{Connected, LocationBody, LocationEvent, PositionReport};
-use rand::Rng;
-use rdkafka::ClientContext;
 use rdkafka::admin::AdminOptions;
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::net;
 
-/// Where the users stand: a box of about 30 km around San Francisco.
-const HOME: (f64, f64) = (37.7749, -122.4194);
-const HALF_BOX_DEG: (f64, f64) = (0.135, 0.17);
+mod backlog;
+mod produce;
+
+use backlog::{backlog, befriend};
+use produce::{produce, producing_child};
 
 /// The flags of `rebuild`. Of the stack's addresses it uses Kafka's, the CQL store's and
 /// Redis's (the keyspace and topic prefix are its own, fresh ones).
@@ -146,153 +142,6 @@ pub fn run(args: &RebuildArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     tokio::runtime::Runtime::new()?.block_on(measure_and_clean(args))
-}
-
-/// What the instance did with the backlog.
-#[derive(Debug)]
-struct Backlog {
-    reports: u64,
-    seconds: f64,
-    cpu_s: f64,
-    kafka_cpu_s: f64,
-    deliveries: u64,
-    records: u64,
-    busy: Option<f64>,
-}
-
-impl Backlog {
-    #[allow(clippy::cast_precision_loss)]
-    fn print(&self) {
-        let per = |x: f64, n: u64| if n == 0 { 0.0 } else { x * 1e6 / n as f64 };
-        println!(
-            "  backlog: {} reports worked through in {:.1} s ({:.0}/s), {} deliveries produced ({:.1} per report) in {} records",
-            self.reports,
-            self.seconds,
-            self.reports as f64 / self.seconds,
-            self.deliveries,
-            self.deliveries as f64 / self.reports.max(1) as f64,
-            self.records
-        );
-        println!(
-            "  backlog: fanout CPU {:.2} s: {:.1} µs per report, {:.2} µs per delivery (of which the Kafka client's threads {:.1} µs per report); machine {} busy",
-            self.cpu_s,
-            per(self.cpu_s, self.reports),
-            per(self.cpu_s, self.deliveries),
-            per(self.kafka_cpu_s, self.reports),
-            self.busy
-                .map_or_else(|| "?".into(), |b| format!("{:.0} %", b * 100.0))
-        );
-    }
-}
-
-/// Produces `backlog_per_user` more reports of every user (a child process, as fast as it
-/// goes) into the topic the ready instance owns, and measures the instance's CPU from the
-/// first of them until it has applied them all and its producer has every delivery acked.
-async fn backlog(
-    args: &RebuildArgs,
-    run: &Run,
-    status: &nearby_fanout::service::Status,
-) -> anyhow::Result<Backlog> {
-    let reports = args.users * args.backlog_per_user;
-    let kafka_cpu = || {
-        procfs::thread_cpu_secs("self")
-            .iter()
-            .filter(|(name, _)| name.starts_with("rdk:"))
-            .map(|(_, s)| s)
-            .sum::<f64>()
-    };
-    let events0 = status.events.load(Ordering::Relaxed);
-    let delivered0 = status.deliveries.delivered.load(Ordering::Relaxed);
-    let records0 = status.deliveries.records.load(Ordering::Relaxed);
-    let (cpu0, kafka0, ticks0) = (
-        procfs::cpu_secs("self").unwrap_or(0.0),
-        kafka_cpu(),
-        procfs::machine_ticks(),
-    );
-    let started = Instant::now();
-    let mut child = producing_child(args, run, args.backlog_per_user, false)?;
-    let deadline = started + Duration::from_secs(args.timeout_secs);
-    let mut produced = false;
-    let mut last_progress = Instant::now();
-    loop {
-        if !produced && let Some(exit) = child.try_wait()? {
-            anyhow::ensure!(exit.success(), "producing the backlog failed: {exit}");
-            produced = true;
-        }
-        let applied = status.events.load(Ordering::Relaxed) - events0;
-        // Every delivery handed to the producer is acked (or failed) once none is in flight.
-        if produced && applied >= reports && status.delivery_queue.load(Ordering::Relaxed) == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the backlog was not worked through in {} s ({applied} of {reports})",
-            args.timeout_secs
-        );
-        if last_progress.elapsed() >= Duration::from_secs(10) {
-            eprintln!(
-                "  ... backlog {:.0} s: {applied} of {reports} reports applied",
-                started.elapsed().as_secs_f64()
-            );
-            last_progress = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(Backlog {
-        reports,
-        seconds: started.elapsed().as_secs_f64(),
-        cpu_s: procfs::cpu_secs("self").unwrap_or(0.0) - cpu0,
-        kafka_cpu_s: kafka_cpu() - kafka0,
-        deliveries: status.deliveries.delivered.load(Ordering::Relaxed) - delivered0,
-        records: status.deliveries.records.load(Ordering::Relaxed) - records0,
-        busy: procfs::busy_share(ticks0),
-    })
-}
-
-/// Starts the child process that produces `per_user` reports of every user.
-fn producing_child(
-    args: &RebuildArgs,
-    run: &Run,
-    per_user: u64,
-    connect_first: bool,
-) -> anyhow::Result<std::process::Child> {
-    std::process::Command::new(std::env::current_exe()?)
-        .arg("rebuild")
-        .args(connect_first.then_some("--connect-first"))
-        .args([
-            format!("--produce-into={}", run.location_topic),
-            format!("--user-base={}", run.user_base),
-            format!("--users={}", args.users),
-            format!("--reports-per-user={per_user}"),
-            format!("--gateway={}", args.gateway),
-            format!("--kafka-brokers={}", args.stack.kafka_brokers),
-        ])
-        .spawn()
-        .context("starting the producing child")
-}
-
-/// Profiles for every user and `friends / 2` friendships each (user i with the next ids, a
-/// ring), written straight into the store.
-async fn befriend(args: &RebuildArgs, run: &Run) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let n = i64::try_from(args.users)?;
-    let half = i64::try_from(args.friends / 2)?.min(n - 1).max(1);
-    let ids: Vec<i64> = (0..n).map(|i| run.user_base + i).collect();
-    let session = nearby_common::cql::connect(&args.stack.cql_nodes).await?;
-    let store = nearby_common::users::UserStore::new(session, &run.keyspace).await?;
-    store.bulk_create_profiles(&ids, 256).await?;
-    let pairs: Vec<(i64, i64)> = (0..n)
-        .flat_map(|i| (1..=half).map(move |d| (i, (i + d) % n)))
-        .map(|(a, b)| (run.user_base + a, run.user_base + b))
-        .collect();
-    store.bulk_befriend(&pairs, 256).await?;
-    println!(
-        "  setup: {} profiles and {} friendships in {:.1} s",
-        ids.len(),
-        pairs.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 /// Measures, then deletes what the run created whether or not it succeeded.
@@ -564,92 +413,6 @@ async fn clean(args: &RebuildArgs, run: &Run) -> anyhow::Result<()> {
         .await?;
     println!(
         "  cleaned up: topics, group, {removed} cache entries the instance had written, keyspace"
-    );
-    Ok(())
-}
-
-/// Counts the broker's acks.
-#[derive(Debug, Default)]
-struct Acks {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl ClientContext for Acks {}
-
-impl ProducerContext for Acks {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
-        let counter = if result.is_ok() {
-            &self.ok
-        } else {
-            &self.failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// The child process: every user's reports into `topic`, as fast as the producer takes them,
-/// each user's in order (round by round: all users' first report, then all their second).
-fn produce(args: &RebuildArgs, topic: &str) -> anyhow::Result<()> {
-    let producer: ThreadedProducer<Acks> = kafka::producer_config(&args.stack.kafka_brokers)
-        .set("queue.buffering.max.messages", "500000")
-        .create_with_context(Acks::default())?;
-    let mut rng = rand::rng();
-    let mut payload = Vec::with_capacity(96);
-    // An event of the i-th user with `body`, as ingest writes it (now, from the run's gateway).
-    let mut send = |i: u64, body: LocationBody| -> anyhow::Result<()> {
-        let user_id = args.user_base + i64::try_from(i)?;
-        let now = now_ms();
-        let event = LocationEvent {
-            user_id,
-            gateway_id: Some(args.gateway.clone()),
-            ts: now,
-            received_at: now,
-            body,
-        };
-        payload.clear();
-        nearby_schemas::encode(&event, &mut payload)?;
-        let key = nearby_common::ids::user_key(user_id);
-        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-    };
-    if args.connect_first {
-        for i in 0..args.users {
-            let session_id = format!("rebuild-{}", args.user_base + i64::try_from(i)?);
-            send(i, LocationBody::Connected(Connected { session_id }))?;
-        }
-    }
-    for _ in 0..args.reports_per_user {
-        for i in 0..args.users {
-            let position = PositionReport {
-                lat: HOME.0 + rng.random_range(-HALF_BOX_DEG.0..HALF_BOX_DEG.0),
-                lon: HOME.1 + rng.random_range(-HALF_BOX_DEG.1..HALF_BOX_DEG.1),
-                accuracy_m: Some(10.0),
-            };
-            send(i, LocationBody::Position(position))?;
-        }
-    }
-    producer.flush(Duration::from_secs(120))?;
-    let acks = producer.context();
-    let (ok, failed) = (
-        acks.ok.load(Ordering::Relaxed),
-        acks.failed.load(Ordering::Relaxed),
-    );
-    let want = args.users * (args.reports_per_user + u64::from(args.connect_first));
-    anyhow::ensure!(
-        failed == 0 && ok == want,
-        "{ok} of {want} acked, {failed} failed"
     );
     Ok(())
 }
