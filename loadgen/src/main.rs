@@ -148,6 +148,26 @@ fn main() -> anyhow::Result<()> {
                 ms(r.costs.deliveries_per_cpu_s_gateway_fanout),
                 ms(r.costs.gateway_rss_bytes_per_connection)
             );
+            if let Some(s) = &r.costs.steady {
+                println!(
+                    "after the first interval ({:.0} s from {:.0} s: {} reports, {} deliveries, machine {} % busy):",
+                    s.seconds,
+                    s.from_s,
+                    s.reports,
+                    s.deliveries,
+                    ms(s.machine_busy.map(|b| b * 100.0))
+                );
+                for (stage, cpu_s) in &s.cpu_s {
+                    println!(
+                        "  {stage}: {cpu_s:.2} CPU s, {} µs per delivery",
+                        ms((s.deliveries > 0).then(|| cpu_s * 1e6 / s.deliveries as f64))
+                    );
+                }
+                println!(
+                    "  deliveries per CPU-second (gateway + fanout): {}",
+                    ms(s.deliveries_per_cpu_s_gateway_fanout)
+                );
+            }
             println!(
                 "wrote {} and {}",
                 r.header.json_path.display(),

@@ -21,6 +21,7 @@ pub(crate) mod stages;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,11 +32,15 @@ use self::driver::{Driver, Progress, Window};
 pub use self::report::{Bucket, Counts, RunResult};
 pub use self::session::SessionArgs;
 use self::session::{Session, Started};
-pub use self::stages::{Costs, StageCpu};
+pub use self::stages::{Costs, StageCpu, SteadyCosts};
 use crate::lag::{LagSample, LagTarget};
 
 /// The gateway's per-user report limit is 1 a second (burst 10): never report more often.
 pub(crate) const MIN_REPORT_GAP: Duration = Duration::from_secs(1);
+
+/// The steady part of a run (its latency and costs apart) starts this long after the first
+/// interval: everyone has reported once and been served a first page by then.
+const STEADY_AFTER_FIRST: Duration = Duration::from_secs(5);
 
 /// An admin address, or `none` for a system that has none to ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,9 +124,26 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
         duration: args.duration,
         drain: args.drain,
     };
-    Driver::new(window, &mut session.city, &report_tx, progress)
-        .run()
-        .await;
+    // The steady part starts where the latency after the first interval does; its CPU
+    // counters are read by a second future beside the driver, on the same task, so the reading
+    // is taken on time however long the driver's loop runs.
+    let steady_from = args.interval + STEADY_AFTER_FIRST;
+    let meter = &mut session.meter;
+    let mark_steady = async {
+        if steady_from < args.duration {
+            tokio::time::sleep_until((started + steady_from).into()).await;
+            let c = &shared.counters;
+            meter.on_steady(
+                steady_from.as_secs_f64(),
+                c.reports.load(Ordering::Relaxed),
+                c.friend_locations.load(Ordering::Relaxed),
+            );
+        }
+    };
+    tokio::join!(
+        Driver::new(window, &mut session.city, &report_tx, progress).run(),
+        mark_steady
+    );
     drop(report_tx);
     let measured_s = started.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
@@ -139,7 +161,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
 
     // Summaries.
     let counts = Counts::read(&shared, n, session.friend_pairs, connected);
-    let (latency, latency_steady) = report::latencies(&samples, args.interval.as_secs() + 5);
+    let (latency, latency_steady) = report::latencies(&samples, steady_from.as_secs());
     let reports_per_s = &shared.counters.reports_per_s;
     let seconds = (measured_s.ceil() as usize).min(reports_per_s.len());
     let timeline = report::timeline(&samples, seconds, reports_per_s);

@@ -2,6 +2,7 @@
 //! from /proc at fixed points of the run, with this process's own CPU and the machine's load.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -41,6 +42,40 @@ pub struct Costs {
     pub machine_busy: Option<f64>,
     /// Cores of the machine.
     pub machine_cores: usize,
+    /// The same costs from the end of the first interval (when everyone has reported once,
+    /// their first pages are served and fanout knows their friends) to the end of the run:
+    /// the steady state, with the one-off work of people becoming active left out.
+    pub steady: Option<SteadyCosts>,
+}
+
+/// The stages' costs over the steady part of the run (see [`Costs::steady`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SteadyCosts {
+    /// Seconds after the start of the measured run where it begins.
+    pub from_s: f64,
+    /// Its length, seconds.
+    pub seconds: f64,
+    /// Reports sent in it.
+    pub reports: u64,
+    /// `friend_location`s received in it.
+    pub deliveries: u64,
+    /// CPU seconds per stage and part, as in [`Costs::stages`].
+    pub cpu_s: BTreeMap<String, f64>,
+    /// Deliveries received per CPU-second of gateway + fanout.
+    pub deliveries_per_cpu_s_gateway_fanout: Option<f64>,
+    /// How busy the whole machine was, share of all cores.
+    pub machine_busy: Option<f64>,
+}
+
+/// The readings at the start of the steady part: when, the counts so far, the CPU counters.
+#[derive(Debug)]
+struct SteadyMark {
+    at: Instant,
+    from_s: f64,
+    reports: u64,
+    deliveries: u64,
+    cpu: BTreeMap<String, f64>,
+    machine: Option<(u64, u64)>,
 }
 
 /// The stages' pids (unless `--no-costs`); a stage not found is left out, with a warning.
@@ -108,6 +143,7 @@ pub(crate) struct CostMeter {
     cpu_before: BTreeMap<String, f64>,
     my_cpu_before: Option<f64>,
     machine_before: Option<(u64, u64)>,
+    steady: Option<SteadyMark>,
 }
 
 impl CostMeter {
@@ -123,6 +159,7 @@ impl CostMeter {
             cpu_before: BTreeMap::new(),
             my_cpu_before: None,
             machine_before: None,
+            steady: None,
         };
         meter.rss_before = meter.gateway_rss();
         meter
@@ -153,6 +190,19 @@ impl CostMeter {
         self.machine_before = procfs::machine_ticks();
     }
 
+    /// Reads the CPU counters as the steady part of the run starts, `from_s` seconds into it,
+    /// with `reports` sent and `deliveries` received so far.
+    pub(crate) fn on_steady(&mut self, from_s: f64, reports: u64, deliveries: u64) {
+        self.steady = Some(SteadyMark {
+            at: Instant::now(),
+            from_s,
+            reports,
+            deliveries,
+            cpu: cpu(&self.pids),
+            machine: procfs::machine_ticks(),
+        });
+    }
+
     /// Reads them again, and the gateway's memory, as the measured run ends.
     pub(crate) fn on_end(self) -> CostReadings {
         let cpu_after = cpu(&self.pids);
@@ -160,12 +210,19 @@ impl CostMeter {
             .zip(self.my_cpu_before)
             .map(|(a, b)| a - b);
         let machine_busy = procfs::busy_share(self.machine_before);
+        let steady_busy = self
+            .steady
+            .as_ref()
+            .and_then(|m| procfs::busy_share(m.machine));
+        let steady_secs = self.steady.as_ref().map(|m| m.at.elapsed().as_secs_f64());
         let rss_end = self.gateway_rss();
         CostReadings {
             meter: self,
             cpu_after,
             my_cpu,
             machine_busy,
+            steady_busy,
+            steady_secs,
             rss_end,
         }
     }
@@ -178,6 +235,8 @@ pub(crate) struct CostReadings {
     cpu_after: BTreeMap<String, f64>,
     my_cpu: Option<f64>,
     machine_busy: Option<f64>,
+    steady_busy: Option<f64>,
+    steady_secs: Option<f64>,
     rss_end: Option<u64>,
 }
 
@@ -208,6 +267,29 @@ impl CostReadings {
             .iter()
             .map(|s| stages.get(*s).map(|c| c.cpu_s))
             .sum();
+        let steady = m.steady.as_ref().map(|mark| {
+            let cpu_s: BTreeMap<String, f64> = self
+                .cpu_after
+                .iter()
+                .filter_map(|(stage, b)| mark.cpu.get(stage).map(|a| (stage.clone(), b - a)))
+                .collect();
+            let deliveries = friend_locations.saturating_sub(mark.deliveries);
+            let gw_fanout: Option<f64> = ["gateway", "fanout"]
+                .iter()
+                .map(|s| cpu_s.get(*s).copied())
+                .sum();
+            SteadyCosts {
+                from_s: mark.from_s,
+                seconds: self.steady_secs.unwrap_or_default(),
+                reports: reports.saturating_sub(mark.reports),
+                deliveries,
+                deliveries_per_cpu_s_gateway_fanout: gw_fanout
+                    .filter(|&s| s > 0.0)
+                    .map(|s| deliveries as f64 / s),
+                cpu_s,
+                machine_busy: self.steady_busy,
+            }
+        });
         Costs {
             deliveries_per_cpu_s_gateway_fanout: gw_fanout_cpu
                 .filter(|&s| s > 0.0)
@@ -224,6 +306,7 @@ impl CostReadings {
             loadgen_cpu_s: self.my_cpu,
             machine_busy: self.machine_busy,
             machine_cores: std::thread::available_parallelism().map_or(0, usize::from),
+            steady,
         }
     }
 }
