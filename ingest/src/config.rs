@@ -104,7 +104,7 @@ impl IngestConfig {
             return bad("ingest-queue-max-messages must be at least 1".into());
         }
         // librdkafka refuses message.timeout.ms outside 1 ms ..= i32::MAX ms, and it must
-        // exceed linger.ms (5 ms in the shared producer config).
+        // exceed linger.ms (0 in the shared producer config).
         let delivery_ms = self.ingest_delivery_timeout.as_millis();
         if !(100..=i32::MAX as u128).contains(&delivery_ms) {
             return bad(format!(

@@ -13,7 +13,7 @@ use crate::config::IngestConfig;
 use crate::error::{IngestError, Result, is_retryable_produce_error};
 
 /// How long to sleep between tries while the producer queue is full. Short: a batch leaves
-/// the queue every few milliseconds (`linger.ms` is 5) when the brokers keep up.
+/// the queue within milliseconds (`linger.ms` is 0) when the brokers keep up.
 const QUEUE_FULL_RETRY: Duration = Duration::from_millis(10);
 
 /// Where an acked record was written.

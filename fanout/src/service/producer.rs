@@ -119,8 +119,9 @@ impl DeliveryProducer {
         let mut config = nearby_common::kafka::producer_config(brokers);
         config
             .set("queue.buffering.max.messages", queue.to_string())
-            // Deliveries are on their way to a screen: little batching delay.
-            .set("linger.ms", "2");
+            // Deliveries are on their way to a screen: no batching delay (a step's deliveries
+            // are one record per gateway already; see `producer_config`).
+            .set("linger.ms", "0");
         let producer = Polled::new(&config, CountingContext(counters.clone()))?;
         Ok(Self {
             producer,
