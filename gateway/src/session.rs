@@ -388,20 +388,35 @@ async fn on_text(
     }
 }
 
+/// The pauses before a page's second and third attempts, when its store reads fail.
+///
+/// Why retry here: a reconnect storm (a drained gateway's clients all arriving at another,
+/// whose caches are cold) sends a burst of reads to the CQL store, and on a busy node some
+/// time out that succeed a moment later. The client would only send `more` again; a short
+/// retry spares it the error. The deliveries held behind a first page wait meanwhile (bounded,
+/// latest-wins: see `writer.rs`).
+const PAGE_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(600)];
+
 async fn page_frame(
     gw: &Gateway,
     user: UserId,
     at: (f64, f64),
     after: Option<Cursor>,
 ) -> ServerFrame {
-    match gw.pager.page(user, at, after, now_ms()).await {
-        Ok((friends, next)) => ServerFrame::Nearby { friends, next },
-        Err(e) => {
-            warn!(error = %e, "page failed");
-            ServerFrame::error(
-                codes::UNAVAILABLE,
-                "the friend list is not available right now: try `more` again",
-            )
+    let mut pauses = PAGE_RETRY_PAUSES.iter();
+    loop {
+        match gw.pager.page(user, at, after, now_ms()).await {
+            Ok((friends, next)) => return ServerFrame::Nearby { friends, next },
+            Err(e) => {
+                warn!(error = %e, user, "page failed");
+                let Some(pause) = pauses.next() else {
+                    return ServerFrame::error(
+                        codes::UNAVAILABLE,
+                        "the friend list is not available right now: try `more` again",
+                    );
+                };
+                tokio::time::sleep(*pause).await;
+            }
         }
     }
 }
