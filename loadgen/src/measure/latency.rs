@@ -10,8 +10,10 @@ use clap::Args;
 use futures::{SinkExt, StreamExt};
 use nearby_common::clock::now_us;
 use nearby_common::procfs::machine_ticks;
+use nearby_common::stack::StackArgs;
 use serde_json::{Value, json};
 
+use super::hops::HopReader;
 use super::pairs::{Arrival, Pair, location, north, setup_pair};
 use super::{Target, busy_percent, stats, stats_json};
 use crate::net;
@@ -40,11 +42,22 @@ pub struct LatencyArgs {
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
+    /// Also split each sample in three (client → gateway; → fanout's delivery produced; → the
+    /// receiver's socket), from the records of the location and delivery topics of the system
+    /// the stack flags name.
+    #[arg(long)]
+    hops: bool,
+    /// The stack (Kafka and the topic prefix, for `--hops`).
+    #[command(flatten)]
+    stack: StackArgs,
 }
 
 /// What one pair measured.
 #[derive(Debug, Default)]
 struct PairResult {
+    sender: i64,
+    /// Per report received: (ts, send time µs, receive time µs).
+    samples: Vec<(i64, i64, i64)>,
     sent: usize,
     send_failed: usize,
     /// Latency samples, ms: receive − the exact send time the `ts` was taken from.
@@ -63,7 +76,10 @@ async fn run_pair(
     args: &LatencyArgs,
     start_at: tokio::time::Instant,
 ) -> PairResult {
-    let mut result = PairResult::default();
+    let mut result = PairResult {
+        sender: pair.sender,
+        ..PairResult::default()
+    };
     let interval = Duration::from_millis(args.interval_ms);
     // ts (ms) → exact send time (µs).
     let mut sent: HashMap<i64, i64> = HashMap::new();
@@ -127,6 +143,7 @@ async fn run_pair(
     for (ts, send_us) in &sent {
         if let Some(at) = got.get(ts) {
             result.by_send.push((at - send_us) as f64 / 1000.0);
+            result.samples.push((*ts, *send_us, *at));
             result.by_updated_at.push((at - ts * 1000) as f64 / 1000.0);
         }
     }
@@ -202,6 +219,12 @@ pub(super) async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Resu
     let t0 = tokio::time::Instant::now() + Duration::from_millis(500);
     let pairs_ok = pairs.len();
     let n_pairs = pairs_ok.max(1) as u32;
+    let hop_reader = if args.hops {
+        let senders = pairs.iter().map(|p| p.sender).collect();
+        Some(HopReader::start(&args.stack, senders)?)
+    } else {
+        None
+    };
     let measuring = Instant::now();
     let machine0 = machine_ticks();
     let tasks: Vec<_> = pairs
@@ -217,8 +240,10 @@ pub(super) async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Resu
     let mut by_updated_at = Vec::new();
     let (mut sent, mut send_failed, mut duplicates) = (0, 0, 0);
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut samples: Vec<(i64, i64, i64, i64)> = Vec::new();
     for task in tasks {
         let r = task.await?;
+        samples.extend(r.samples.iter().map(|&(ts, s, a)| (r.sender, ts, s, a)));
         sent += r.sent;
         send_failed += r.send_failed;
         duplicates += r.duplicates;
@@ -229,6 +254,21 @@ pub(super) async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Resu
         }
     }
     let busy = busy_percent(machine0);
+    let hops = match hop_reader {
+        Some(reader) => {
+            let noted = reader.finish().await;
+            let mut split: [Vec<f64>; 3] = Default::default();
+            for &(sender, ts, send_us, at_us) in &samples {
+                if let Some(h) = noted.split(sender, ts, send_us, at_us) {
+                    for (v, x) in split.iter_mut().zip(h) {
+                        v.push(x);
+                    }
+                }
+            }
+            Some(split.map(stats))
+        }
+        None => None,
+    };
     let wanted = args.pairs * args.reports;
     let missing = wanted - by_send.len();
     let missing_of_sent = sent - by_send.len();
@@ -254,6 +294,11 @@ pub(super) async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Resu
             "latency_by_updated_at": stats_json(&u),
             "seconds": measuring.elapsed().as_secs_f64(),
             "machine_busy": busy,
+            "hops": hops.as_ref().map(|h| json!({
+                "client_to_gateway": stats_json(&h[0]),
+                "gateway_to_fanout_produced": stats_json(&h[1]),
+                "fanout_produced_to_receiver": stats_json(&h[2]),
+            })),
         });
         println!("{summary}");
         return Ok(());
@@ -274,5 +319,17 @@ pub(super) async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Resu
         "  latency (ms, receive − updated_at): p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (count {})",
         u.p50, u.p90, u.p99, u.max, u.count
     );
+    for (label, h) in hops.iter().flat_map(|h| {
+        [
+            ("client → gateway received", &h[0]),
+            ("gateway received → fanout's delivery produced", &h[1]),
+            ("fanout's delivery produced → receiver's socket", &h[2]),
+        ]
+    }) {
+        println!(
+            "  hop {label} (ms): p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (mean {:.2}, count {})",
+            h.p50, h.p90, h.p99, h.max, h.mean, h.count
+        );
+    }
     Ok(())
 }

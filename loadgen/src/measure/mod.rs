@@ -10,6 +10,9 @@
 //! # End-to-end latency: P friend pairs a few hundred metres apart; each sender reports R times;
 //! # latency = when the friend's socket got the `friend_location` − when the report was sent.
 //! nearby-loadgen measure latency --pairs 50 --reports 20 --interval-ms 1100
+//! # ... and split in three hops (client → gateway; → fanout's delivery produced; → receiver),
+//! # from the records of the location and delivery topics:
+//! nearby-loadgen measure latency --pairs 50 --reports 20 --hops
 //!
 //! # Change latency: P friend pairs in range; C times, one pair's sender unfriends the receiver
 //! # (or turns sharing off); latency = when the receiver got `friend_left` − when the HTTP call
@@ -26,9 +29,11 @@
 //! `prlimit`, as far as the hard limit allows) and says what the gateway's is.
 //!
 //! This file holds the flags, the dispatch and what the modes share; the modes are `idle`,
-//! `latency` and `changes`, and `pairs` the friend pairs (sockets, frames) the last two use.
+//! `latency` and `changes`, `pairs` the friend pairs (sockets, frames) the last two use, and
+//! `hops` the topic reader of `latency --hops`.
 
 mod changes;
+mod hops;
 mod idle;
 mod latency;
 mod pairs;
