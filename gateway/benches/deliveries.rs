@@ -69,6 +69,7 @@ fn registry(rt: &tokio::runtime::Runtime) -> Registry {
                 session_id: user.to_string(),
                 writer: Arc::new(SocketWriter::new(write, 64, Counter::default())),
                 told_to_reconnect: tokio::sync::Notify::new(),
+                ping_slot: 0,
             }));
         }
         registry

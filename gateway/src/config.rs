@@ -56,7 +56,7 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_WS_READ_BUFFER", default_value_t = 1024)]
     pub ws_read_buffer: usize,
 
-    /// How often the server pings an idle socket.
+    /// How often the server pings each socket (a slice of the sockets about every second).
     #[arg(long, env = "NEARBY_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ping_interval: Duration,
 

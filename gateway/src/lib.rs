@@ -19,6 +19,7 @@ pub mod http;
 pub mod metrics;
 pub mod nearby;
 pub mod openapi;
+pub mod pinger;
 pub mod protocol;
 pub mod registry;
 mod serve;

@@ -2,7 +2,7 @@
 //! write to. A user may hold several connections (a phone and a browser); each gets every frame.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use nearby_common::UserId;
@@ -23,6 +23,9 @@ pub struct Connection {
     pub writer: Arc<SocketWriter>,
     /// Raised once the drain has sent this socket `reconnect`: its session starts the grace.
     pub told_to_reconnect: Notify,
+    /// Which slice of the sockets it is pinged with (see `pinger.rs`): numbered in order of
+    /// arrival, so the slices stay even.
+    pub ping_slot: u32,
 }
 
 impl Connection {
@@ -39,6 +42,7 @@ pub struct Registry {
     // only for map edits and lookups, never across an await.
     by_user: RwLock<HashMap<UserId, Vec<Arc<Connection>>>>,
     count: AtomicUsize,
+    next_slot: AtomicU32,
 }
 
 impl Registry {
@@ -73,6 +77,22 @@ impl Registry {
         map.get(&user).map_or(0, |conns| {
             conns.iter().filter(|c| c.writer.send_all(frames)).count()
         })
+    }
+
+    /// The ping slot for a new connection.
+    pub fn next_ping_slot(&self) -> u32 {
+        self.next_slot.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Calls `f` on every connection whose ping slot falls in `slice` of `slices`, under the
+    /// read lock (as [`Registry::send`]: `f` must not block).
+    pub fn for_each_in_slice(&self, slice: u32, slices: u32, mut f: impl FnMut(&Connection)) {
+        let map = self.by_user.read().unwrap_or_else(|p| p.into_inner());
+        for conn in map.values().flatten() {
+            if conn.ping_slot % slices == slice {
+                f(conn);
+            }
+        }
     }
 
     /// Every open connection (a snapshot; for the drain, not for the delivery path).

@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::GatewayConfig;
 use crate::state::Gateway;
-use crate::{admin, changes, deliveries, protocol, upgrade};
+use crate::{admin, changes, deliveries, pinger, protocol, upgrade};
 
 /// The gateway as a [`Stage`]: what `main` and the tests start. Its handle is the shared
 /// state itself.
@@ -89,6 +89,11 @@ async fn serve(
     let deliveries_done = spawn_delivery_reader(&gw, consumer)?;
 
     let drain_task = tokio::spawn(stop_when_drained(gw.clone()));
+    let ping_task = tokio::spawn(pinger::run(
+        gw.registry.clone(),
+        gw.config.ping_interval,
+        gw.shutdown.clone(),
+    ));
 
     info!(addr = %listener.local_addr()?, admin = %admin_listener.local_addr()?, gateway = %gw.config.gateway_id, "gateway listening");
     let shutdown = gw.shutdown.clone();
@@ -106,6 +111,7 @@ async fn serve(
     let _ = deliveries_done.await;
     let _ = change_task.await;
     let _ = drain_task.await;
+    let _ = ping_task.await;
     let _ = follow_task.await;
     // Sessions end on the same token and record their disconnects; give them a bounded moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -12,7 +12,7 @@ use nearby_common::clock::now_ms;
 use nearby_ingest::{IngestError, Rejection, Report};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -109,6 +109,7 @@ pub async fn run(
         session_id: session_id.clone(),
         writer: writer.clone(),
         told_to_reconnect: Notify::new(),
+        ping_slot: gw.registry.next_ping_slot(),
     });
     // The library reads the client's frames and writes its own control frames (pongs, the
     // close) through the shared writer; text frames go to the writer directly.
@@ -117,9 +118,12 @@ pub async fn run(
         .write_buffer_size(0)
         .max_message_size(Some(cfg.hard_frame_bytes))
         .max_frame_size(Some(cfg.hard_frame_bytes));
+    // `early` is moved in (not borrowed): it is a slice of the HTTP connection's read buffer,
+    // and a parameter the session still held would keep that whole buffer (kilobytes) alive
+    // for as long as the socket is open.
     let ws = WebSocketStream::from_partially_read(
         Duplex::new(read, writer),
-        early.to_vec(),
+        Vec::from(early),
         Role::Server,
         Some(ws_config),
     )
@@ -155,8 +159,6 @@ pub async fn run(
         over_limit: 0,
         budget: FrameBudget::new(cfg.frame_rate, cfg.frame_burst),
     };
-    let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
     // One idle timer for the session, moved on only when it fires: a new timer per loop turn
     // (every frame sent or read) costs a timer-wheel insert and removal each time.
@@ -207,11 +209,6 @@ pub async fn run(
                     Ok(Next::Continue) => {}
                     Ok(Next::Close(code, reason)) => break Some((code, reason)),
                     Err(()) => break None,
-                }
-            }
-            _ = ping.tick() => {
-                if tokio::time::timeout(cfg.send_timeout, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
-                    break None;
                 }
             }
             () = &mut idle => {

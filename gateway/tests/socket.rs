@@ -425,6 +425,26 @@ async fn a_silent_socket_is_closed_after_the_idle_timeout_and_frames_keep_it_ope
 }
 
 #[tokio::test]
+async fn a_client_that_only_reads_is_pinged_and_its_pongs_keep_it_open() {
+    let gw = TestGateway::start(&["--idle-timeout=2s", "--ping-interval=500ms"]).await;
+    let mut c = gw.connect(user()).await;
+    // Nothing sent for three idle timeouts: only reading, which answers each ping with a pong
+    // (the client library does).
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut pings = 0;
+    while let Ok(msg) = tokio::time::timeout_at(until, futures::StreamExt::next(&mut c.ws)).await {
+        match msg {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_))) => pings += 1,
+            Some(Ok(_)) => {}
+            other => panic!("the socket ended: {other:?}"),
+        }
+    }
+    // Every 500 ms for 6 s: about 12 (fewer allowed on a busy machine, never none).
+    assert!(pings >= 4, "{pings} pings in 6 s");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn http_errors_have_the_right_status_and_shape() {
     let gw = TestGateway::start(&["--max-body-bytes=256"]).await;
     let me = user();
