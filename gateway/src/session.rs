@@ -192,7 +192,7 @@ pub async fn run(
             // Frames queued while the socket was full: written as it drains; a socket that
             // takes nothing for the send timeout is closed.
             () = conn.writer.wanted() => {
-                if conn.writer.flush(cfg.send_timeout).await != Flushed::Done {
+                if Box::pin(conn.writer.flush(cfg.send_timeout)).await != Flushed::Done {
                     debug!("client too slow or gone; closing");
                     break None;
                 }
@@ -231,26 +231,9 @@ pub async fn run(
     // registry's read lock).
     gw.registry.remove(&conn);
     if let Some((code, reason)) = close_with {
-        let frame = Message::Close(Some(CloseFrame {
-            code: code.into(),
-            reason: reason.into(),
-        }));
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
-        // Nothing may follow the close; what is queued before it still goes out.
-        conn.writer.seal();
-        let _ = conn.writer.flush(Duration::from_secs(1)).await;
-        // The closing handshake: read (and drop) what the client still sends until its close
-        // comes back, for at most a second. Dropping a socket with unread input makes the
-        // kernel send a reset, which can destroy frames the client has not read yet (the
-        // `flood` error before the close, say).
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            while let Some(Ok(msg)) = stream.next().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
+        // Boxed, as the other rare paths: inline, its futures would count in every idle
+        // session's task.
+        Box::pin(close_handshake(&mut sink, &mut stream, &conn, code, reason)).await;
     }
     conn.writer.close();
     if let Err(e) = Box::pin(
@@ -262,6 +245,38 @@ pub async fn run(
         warn!(error = %e, "could not record the disconnect");
     }
     info!(dropped = conn.writer.dropped(), "disconnected");
+}
+
+/// Sends our close (`code`, `reason`), lets what is queued before it go out, and reads (and
+/// drops) what the client still sends until its close comes back, for at most a second each.
+/// Dropping a socket with unread input makes the kernel send a reset, which can destroy frames
+/// the client has not read yet (the `flood` error before the close, say).
+async fn close_handshake<S, R>(
+    sink: &mut S,
+    stream: &mut R,
+    conn: &Connection,
+    code: u16,
+    reason: &'static str,
+) where
+    S: futures::Sink<Message> + Unpin,
+    R: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let frame = Message::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
+    // Nothing may follow the close; what is queued before it still goes out.
+    conn.writer.seal();
+    let _ = conn.writer.flush(Duration::from_secs(1)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Counts a rate-limit rejection; past the tolerance, the connection closes.
