@@ -439,3 +439,23 @@ async fn page_frame(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn of five arguments returns, without calling it.
+    fn future_size<A, B, C, D, E, F>(_: fn(A, B, C, D, E) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// Every open socket holds one session future (inline in its task): 1,280 bytes when this
+    /// was written, the largest part of an idle socket's memory (docs/PERFORMANCE.md). A large
+    /// future awaited inline (a Kafka produce, a page: 13 KB once) must be boxed instead.
+    #[test]
+    fn an_idle_sessions_task_stays_small() {
+        let size = future_size(run as fn(_, _, _, _, _) -> _);
+        println!("session future: {size} bytes");
+        assert!(size <= 2048, "the session future grew to {size} bytes");
+    }
+}
