@@ -19,6 +19,7 @@ use anyhow::Context;
 use clap::{Args, Parser};
 use nearby_common::clock::now_ms;
 use nearby_common::history::{HistoryRow, HistoryStore};
+use nearby_common::procfs;
 use nearby_common::stack::StackArgs;
 use nearby_history_sink::{HistorySink, SinkConfig, SinkStatus};
 use nearby_schemas::{LocationBody, LocationEvent, PositionReport};
@@ -133,6 +134,16 @@ async fn wait_for_rows(
 /// Produces the sink's input, runs the baseline, the sink and the baseline again, and prints
 /// their rates.
 #[allow(clippy::cast_precision_loss)]
+/// This process's CPU µs per row since `cpu0` (CPU seconds read then), over `rows` rows.
+#[allow(clippy::cast_precision_loss)]
+fn per_row_us(cpu0: Option<f64>, rows: usize) -> String {
+    procfs::cpu_secs("self")
+        .zip(cpu0)
+        .map_or("-".to_owned(), |(b, a)| {
+            format!("{:.1}", (b - a) * 1e6 / rows.max(1) as f64)
+        })
+}
+
 pub async fn run(args: &SinkThroughputArgs) -> anyhow::Result<()> {
     let (brokers, nodes) = (&args.stack.kafka_brokers, &args.stack.cql_nodes);
     let t0 = now_ms() - 3_600_000;
@@ -182,8 +193,12 @@ pub async fn run(args: &SinkThroughputArgs) -> anyhow::Result<()> {
         let warm = baseline(nodes, args.warmup_rows, args.concurrency, t0).await?;
         println!("  warm-up (discarded):                          {warm:.0} rows/s");
     }
+    let cpu0 = procfs::cpu_secs("self");
     let before = baseline(nodes, args.rows, args.concurrency, t0).await?;
-    println!("  baseline (plain concurrent prepared inserts): {before:.0} rows/s");
+    let base_cpu = per_row_us(cpu0, args.rows);
+    println!(
+        "  baseline (plain concurrent prepared inserts): {before:.0} rows/s, {base_cpu} µs CPU per row"
+    );
 
     let keyspace = unique("bench_sink_");
     let config = SinkConfig::try_parse_from([
@@ -207,12 +222,16 @@ pub async fn run(args: &SinkThroughputArgs) -> anyhow::Result<()> {
     let rows = args.rows as u64;
     wait_for_rows(&status, &mut task, 1, Duration::from_millis(1)).await?;
     let started = Instant::now();
+    // This process's CPU while the sink works (the sink runs in it; the wait polls a counter
+    // every 5 ms, next to nothing); from its first row, so the group join is left out.
+    let cpu0 = procfs::cpu_secs("self");
     wait_for_rows(&status, &mut task, rows, Duration::from_millis(5)).await?;
     let sink_rate = rows as f64 / started.elapsed().as_secs_f64();
+    let sink_cpu = per_row_us(cpu0, args.rows);
     shutdown.cancel();
     task.await??;
     println!(
-        "  sink (topic -> location_history):             {sink_rate:.0} rows/s  (retries {})",
+        "  sink (topic -> location_history):             {sink_rate:.0} rows/s, {sink_cpu} µs CPU per row  (retries {})",
         status.retries.load(Ordering::Relaxed)
     );
 
