@@ -131,9 +131,6 @@ async fn wait_for_rows(
     Ok(())
 }
 
-/// Produces the sink's input, runs the baseline, the sink and the baseline again, and prints
-/// their rates.
-#[allow(clippy::cast_precision_loss)]
 /// This process's CPU µs per row since `cpu0` (CPU seconds read then), over `rows` rows.
 #[allow(clippy::cast_precision_loss)]
 fn per_row_us(cpu0: Option<f64>, rows: usize) -> String {
@@ -144,6 +141,9 @@ fn per_row_us(cpu0: Option<f64>, rows: usize) -> String {
         })
 }
 
+/// Produces the sink's input, runs the baseline, the sink and the baseline again, and prints
+/// their rates and CPU per row.
+#[allow(clippy::cast_precision_loss)]
 pub async fn run(args: &SinkThroughputArgs) -> anyhow::Result<()> {
     let (brokers, nodes) = (&args.stack.kafka_brokers, &args.stack.cql_nodes);
     let t0 = now_ms() - 3_600_000;
