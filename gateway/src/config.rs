@@ -52,7 +52,8 @@ pub struct GatewayConfig {
     /// Socket read buffer, bytes: how much one read takes in. Every socket's buffer is written
     /// in full at its first read, so it counts whole in each idle socket's memory (tungstenite's
     /// default is 128 KiB); client frames are about 100 bytes (a `location` frame with all
-    /// its fields, 130 on the wire), and a larger one still arrives (the buffer grows for it).
+    /// its fields, 90 bytes of JSON and a 6-byte header), and a larger one still arrives (the
+    /// buffer grows for it).
     #[arg(long, env = "NEARBY_WS_READ_BUFFER", default_value_t = 256)]
     pub ws_read_buffer: usize,
 

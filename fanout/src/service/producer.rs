@@ -117,11 +117,9 @@ impl DeliveryProducer {
         counters: Arc<DeliveryCounters>,
     ) -> rdkafka::error::KafkaResult<Self> {
         let mut config = nearby_common::kafka::producer_config(brokers);
-        config
-            .set("queue.buffering.max.messages", queue.to_string())
-            // Deliveries are on their way to a screen: no batching delay (a step's deliveries
-            // are one record per gateway already; see `producer_config`).
-            .set("linger.ms", "0");
+        // No batching delay (`linger.ms` 0) comes with `producer_config`: deliveries are on
+        // their way to a screen, and a step's are one record per gateway already.
+        config.set("queue.buffering.max.messages", queue.to_string());
         let producer = Polled::new(&config, CountingContext(counters.clone()))?;
         Ok(Self {
             producer,

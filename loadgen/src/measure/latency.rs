@@ -56,14 +56,10 @@ pub struct LatencyArgs {
 #[derive(Debug, Default)]
 struct PairResult {
     sender: i64,
-    /// Per report received: (ts, send time µs, receive time µs).
+    /// Per report received: (ts, send time µs, receive time µs); the latencies come from these.
     samples: Vec<(i64, i64, i64)>,
     sent: usize,
     send_failed: usize,
-    /// Latency samples, ms: receive − the exact send time the `ts` was taken from.
-    by_send: Vec<f64>,
-    /// Latency samples, ms: receive wall time − `updated_at` (whole ms).
-    by_updated_at: Vec<f64>,
     duplicates: usize,
     /// `error` frames the sender got, by code.
     errors: BTreeMap<String, usize>,
@@ -142,9 +138,7 @@ async fn run_pair(
     }
     for (ts, send_us) in &sent {
         if let Some(at) = got.get(ts) {
-            result.by_send.push((at - send_us) as f64 / 1000.0);
             result.samples.push((*ts, *send_us, *at));
-            result.by_updated_at.push((at - ts * 1000) as f64 / 1000.0);
         }
     }
     result.duplicates = duplicates;
@@ -236,8 +230,6 @@ pub(super) async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Resu
             tokio::spawn(async move { run_pair(pair, &args, start_at).await })
         })
         .collect();
-    let mut by_send = Vec::new();
-    let mut by_updated_at = Vec::new();
     let (mut sent, mut send_failed, mut duplicates) = (0, 0, 0);
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     let mut samples: Vec<(i64, i64, i64, i64)> = Vec::new();
@@ -247,8 +239,6 @@ pub(super) async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Resu
         sent += r.sent;
         send_failed += r.send_failed;
         duplicates += r.duplicates;
-        by_send.extend(r.by_send);
-        by_updated_at.extend(r.by_updated_at);
         for (code, c) in r.errors {
             *errors.entry(code).or_default() += c;
         }
@@ -270,10 +260,22 @@ pub(super) async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Resu
         None => None,
     };
     let wanted = args.pairs * args.reports;
-    let missing = wanted - by_send.len();
-    let missing_of_sent = sent - by_send.len();
-    let s = stats(by_send);
-    let u = stats(by_updated_at);
+    let missing = wanted - samples.len();
+    let missing_of_sent = sent - samples.len();
+    // Receive − the exact send time the `ts` was taken from; and receive wall time −
+    // `updated_at` (whole ms).
+    let s = stats(
+        samples
+            .iter()
+            .map(|&(_, _, send_us, at)| (at - send_us) as f64 / 1000.0)
+            .collect(),
+    );
+    let u = stats(
+        samples
+            .iter()
+            .map(|&(_, ts, _, at)| (at - ts * 1000) as f64 / 1000.0)
+            .collect(),
+    );
 
     if args.json {
         let summary = json!({

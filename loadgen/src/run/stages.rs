@@ -204,25 +204,25 @@ impl CostMeter {
     }
 
     /// Reads them again, and the gateway's memory, as the measured run ends.
-    pub(crate) fn on_end(self) -> CostReadings {
+    pub(crate) fn on_end(mut self) -> CostReadings {
         let cpu_after = cpu(&self.pids);
+        let steady = self.steady.take().map(|mark| SteadyReading {
+            seconds: mark.at.elapsed().as_secs_f64(),
+            busy: procfs::busy_share(mark.machine),
+            cpu_s: since(&mark.cpu, &cpu_after),
+            mark,
+        });
         let my_cpu = procfs::cpu_secs("self")
             .zip(self.my_cpu_before)
             .map(|(a, b)| a - b);
         let machine_busy = procfs::busy_share(self.machine_before);
-        let steady_busy = self
-            .steady
-            .as_ref()
-            .and_then(|m| procfs::busy_share(m.machine));
-        let steady_secs = self.steady.as_ref().map(|m| m.at.elapsed().as_secs_f64());
         let rss_end = self.gateway_rss();
         CostReadings {
             meter: self,
             cpu_after,
             my_cpu,
             machine_busy,
-            steady_busy,
-            steady_secs,
+            steady,
             rss_end,
         }
     }
@@ -235,9 +235,38 @@ pub(crate) struct CostReadings {
     cpu_after: BTreeMap<String, f64>,
     my_cpu: Option<f64>,
     machine_busy: Option<f64>,
-    steady_busy: Option<f64>,
-    steady_secs: Option<f64>,
+    steady: Option<SteadyReading>,
     rss_end: Option<u64>,
+}
+
+/// The steady part's readings at the end: its start mark, its length, the machine's busy share
+/// and each stage's CPU seconds over it.
+#[derive(Debug)]
+struct SteadyReading {
+    mark: SteadyMark,
+    seconds: f64,
+    busy: Option<f64>,
+    cpu_s: BTreeMap<String, f64>,
+}
+
+/// CPU seconds per stage and part between two readings (those in both).
+fn since(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(stage, b)| before.get(stage).map(|a| (stage.clone(), b - a)))
+        .collect()
+}
+
+/// `deliveries` per CPU-second of gateway + fanout, from CPU seconds by stage.
+#[allow(clippy::cast_precision_loss)]
+fn deliveries_per_cpu_s(deliveries: u64, cpu_s: &BTreeMap<String, f64>) -> Option<f64> {
+    let gw_fanout: Option<f64> = ["gateway", "fanout"]
+        .iter()
+        .map(|s| cpu_s.get(*s).copied())
+        .sum();
+    gw_fanout
+        .filter(|&s| s > 0.0)
+        .map(|s| deliveries as f64 / s)
 }
 
 impl CostReadings {
@@ -246,12 +275,12 @@ impl CostReadings {
     #[allow(clippy::cast_precision_loss)]
     pub(crate) fn costs(self, reports: u64, friend_locations: u64, connected: usize) -> Costs {
         let m = self.meter;
+        let run_cpu = since(&m.cpu_before, &self.cpu_after);
         let mut stages = BTreeMap::new();
         // Stages and their parts by thread (`gateway.deliveries`, ...).
-        for (stage, b) in &self.cpu_after {
+        for (stage, &cpu_s) in &run_cpu {
             let process = stage.split('.').next().unwrap_or(stage);
-            if let (Some(a), Some(pid)) = (m.cpu_before.get(stage), m.pids.get(process)) {
-                let cpu_s = b - a;
+            if let Some(pid) = m.pids.get(process) {
                 stages.insert(
                     stage.clone(),
                     StageCpu {
@@ -263,37 +292,20 @@ impl CostReadings {
                 );
             }
         }
-        let gw_fanout_cpu: Option<f64> = ["gateway", "fanout"]
-            .iter()
-            .map(|s| stages.get(*s).map(|c| c.cpu_s))
-            .sum();
-        let steady = m.steady.as_ref().map(|mark| {
-            let cpu_s: BTreeMap<String, f64> = self
-                .cpu_after
-                .iter()
-                .filter_map(|(stage, b)| mark.cpu.get(stage).map(|a| (stage.clone(), b - a)))
-                .collect();
-            let deliveries = friend_locations.saturating_sub(mark.deliveries);
-            let gw_fanout: Option<f64> = ["gateway", "fanout"]
-                .iter()
-                .map(|s| cpu_s.get(*s).copied())
-                .sum();
+        let steady = self.steady.map(|r| {
+            let deliveries = friend_locations.saturating_sub(r.mark.deliveries);
             SteadyCosts {
-                from_s: mark.from_s,
-                seconds: self.steady_secs.unwrap_or_default(),
-                reports: reports.saturating_sub(mark.reports),
+                from_s: r.mark.from_s,
+                seconds: r.seconds,
+                reports: reports.saturating_sub(r.mark.reports),
                 deliveries,
-                deliveries_per_cpu_s_gateway_fanout: gw_fanout
-                    .filter(|&s| s > 0.0)
-                    .map(|s| deliveries as f64 / s),
-                cpu_s,
-                machine_busy: self.steady_busy,
+                deliveries_per_cpu_s_gateway_fanout: deliveries_per_cpu_s(deliveries, &r.cpu_s),
+                cpu_s: r.cpu_s,
+                machine_busy: r.busy,
             }
         });
         Costs {
-            deliveries_per_cpu_s_gateway_fanout: gw_fanout_cpu
-                .filter(|&s| s > 0.0)
-                .map(|s| friend_locations as f64 / s),
+            deliveries_per_cpu_s_gateway_fanout: deliveries_per_cpu_s(friend_locations, &run_cpu),
             stages,
             gateway_rss_before_kib: m.rss_before,
             gateway_rss_connected_kib: m.rss_connected,
