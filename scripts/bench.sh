@@ -91,6 +91,8 @@ echo "--- bench.sh: the Redis Pub/Sub baseline on the same city: routing only"
 "$bin"/nearby-loadgen baseline "${city[@]}" "${timing[@]}" "${same[@]}" --duration 60s --out target/loadgen
 echo "--- bench.sh: the same, each delivery also written to its recipient's socket (as our gateway does)"
 "$bin"/nearby-loadgen baseline "${city[@]}" "${timing[@]}" "${same[@]}" --duration 60s --push --out target/loadgen
+echo "--- bench.sh: the same, the servers also taking each report in from its socket (as our gateway does)"
+"$bin"/nearby-loadgen baseline "${city[@]}" "${timing[@]}" "${same[@]}" --duration 60s --push --intake --out target/loadgen
 
 # The saturation curve on the same city: the offered report rate raised step by step (50/s,
 # × 1.5 each 30 s step, at most 12) until p99 passes 50 ms, a consumer group's lag grows through

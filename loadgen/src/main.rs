@@ -66,10 +66,10 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "baseline{}: {} people, {} reports ({:.0}/s), {} received, {} delivered after the \
                  distance filter; CPU s: redis {:.2}, servers {:.2} (publisher {:.2}, not counted)",
-                if r.push {
-                    " with push (each delivery written to its socket)"
-                } else {
-                    " (routing only)"
+                match (r.push, r.intake) {
+                    (_, true) => " with intake and push (servers take reports in from sockets)",
+                    (true, false) => " with push (each delivery written to its socket)",
+                    (false, false) => " (routing only)",
                 },
                 r.people,
                 r.published,
@@ -88,12 +88,12 @@ fn main() -> anyhow::Result<()> {
                 r.latency_ms.p99,
                 r.latency_ms.max
             );
-            let file = if r.push {
-                "baseline-push.json"
-            } else {
-                "baseline.json"
-            };
-            println!("wrote {}", args.out.join(file).display());
+            println!(
+                "wrote {}",
+                args.out
+                    .join(nearby_loadgen::baseline::file_name(&args))
+                    .display()
+            );
             Ok(())
         }
         Command::Ramp(args) => {

@@ -53,3 +53,31 @@ fn with_push_every_delivery_is_written_to_its_recipients_socket() {
     assert!(r.pushed_bytes >= r.delivered * 100, "{r:?}");
     assert!(out.join("baseline-push.json").exists());
 }
+
+#[test]
+fn with_intake_every_report_is_taken_from_its_socket_checked_and_published() {
+    let out = std::env::temp_dir().join(format!("loadgen-baseline-intake-{}", std::process::id()));
+    let cli = Cli::parse_from([
+        "baseline",
+        "--people=200",
+        "--degree=20",
+        "--side-km=20",
+        "--interval=1s",
+        "--duration=3s",
+        "--push",
+        "--intake",
+        &format!("--out={}", out.display()),
+    ]);
+    let r = baseline::run(&cli.args).expect("baseline runs");
+    // Every report a phone wrote reached its server, passed the gateway's checks and was
+    // published: nothing refused, nothing lost.
+    assert!(r.intake && r.published >= 200 * 2, "{r:?}");
+    assert_eq!(
+        (r.intake_reports, r.intake_refused),
+        (r.published, 0),
+        "{r:?}"
+    );
+    assert!(r.received >= r.published && r.delivered > 0, "{r:?}");
+    assert!(r.pushed_bytes >= r.delivered * 100, "{r:?}");
+    assert!(out.join("baseline-intake.json").exists());
+}

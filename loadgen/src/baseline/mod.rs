@@ -10,6 +10,12 @@
 //! the per-delivery socket write our gateway pays too, so the two figures compare like with
 //! like.
 //!
+//! With `--intake` (which needs `--push`), the servers also take each report in as the original
+//! design's servers do: the phones write it to their socket as a `location` frame, and the
+//! server reads, parses and checks it, then `SET`s it in the location cache and `PUBLISH`es it
+//! (see [`intake`]). Without it, a publisher thread standing in for the servers' intake
+//! pipelines each 10 ms tick's reports to Redis in one round trip, and is not counted.
+//!
 //! Costs are read from /proc: Redis's CPU, and the harness's own threads separately (the
 //! publisher stands in for the phones and is not counted as routing, nor are the phones'
 //! readers; the subscriber thread is the servers' routing work). Not a product mode: a
@@ -27,6 +33,11 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::sim::{City, CityConfig};
+use intake::{Intake, IntakeCounts};
+use phones::{Phones, ws_masked_text_frame, ws_text_frame};
+
+mod intake;
+mod phones;
 use nearby_common::procfs::cpu_secs;
 
 /// What the baseline run does.
@@ -49,6 +60,11 @@ pub struct BaselineArgs {
     /// files).
     #[arg(long)]
     pub push: bool,
+    /// Also take each report in on the servers, as the original design's do: each phone writes
+    /// its report to its socket as a `location` frame; the server reads, parses and checks it,
+    /// then `SET`s and `PUBLISH`es it in one Redis round trip. Counted as the servers' work.
+    #[arg(long, requires = "push")]
+    pub intake: bool,
     /// The distance filter, metres.
     #[arg(long, default_value_t = nearby_common::geo::NEARBY_RADIUS_M)]
     pub radius_m: f64,
@@ -86,15 +102,23 @@ pub struct BaselineResult {
     pub push: bool,
     /// Bytes written to the recipients' sockets (`--push`).
     pub pushed_bytes: u64,
+    /// Whether the servers took the reports in from the phones' sockets (`--intake`).
+    pub intake: bool,
+    /// Reports the servers took in, stored and published (`--intake`).
+    pub intake_reports: u64,
+    /// Frames the servers refused or could not store (`--intake`; 0 expected).
+    pub intake_refused: u64,
     /// CPU seconds of Redis during the run.
     pub redis_cpu_s: f64,
-    /// CPU seconds of the subscriber side (the servers' routing and filtering).
+    /// CPU seconds of the servers' thread: routing, filtering, pushing, and with `--intake` the
+    /// reports' intake.
     pub subscriber_cpu_s: f64,
-    /// CPU seconds of the publisher side (the phones' stand-in; not routing).
+    /// CPU seconds of the publisher side (the phones' stand-in, or the uncounted intake's
+    /// without `--intake`).
     pub publisher_cpu_s: f64,
     /// Delivered messages per CPU-second of the routing layer (Redis + subscribers).
     pub delivered_per_cpu_s: f64,
-    /// Publish → filtered receipt, ms.
+    /// Publish (with `--intake`: the server's receipt of the report) → filtered receipt, ms.
     pub latency_ms: Percentiles,
 }
 
@@ -141,7 +165,8 @@ fn find_redis(port: u16) -> Option<u32> {
 
 /// Positions as the servers know them (each server hears its own users' reports), shared
 /// lock-free between the publishing and the subscribing thread: f64 bits in atomics.
-struct Positions(Vec<(AtomicU64, AtomicU64)>);
+#[derive(Debug)]
+pub struct Positions(Vec<(AtomicU64, AtomicU64)>);
 
 impl Positions {
     fn set(&self, i: usize, (lat, lon): (f64, f64)) {
@@ -195,38 +220,38 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
     let friends: Vec<Vec<u32>> = (0..n).map(|i| city.friends(i).to_vec()).collect();
     let mean_degree = city.mean_degree();
 
-    // The phones (`--push`): one socket per person, accepted and drained by a thread of
-    // their own (not counted); the servers' ends go to the subscriber thread.
-    let phones = if args.push {
-        Some(Phones::open(n)?)
+    // The phones (`--push`): one socket per person, drained (and with `--intake` written)
+    // by a thread of their own (not counted); the servers' ends go to the servers' thread.
+    let (phones, server_ends) = if args.push {
+        let (phones, ends) = Phones::open(n, args.intake)?;
+        (Some(phones), Some(ends))
     } else {
-        None
+        (None, None)
     };
-    let server_ends = phones.as_ref().map(|p| p.server_ends()).transpose()?;
+    let counts = Arc::new(IntakeCounts::default());
 
     // The subscriber thread: every server's connection, subscribed before anything is sent.
     let subscribed = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let subscriber = std::thread::spawn({
         let (client, prefix, positions) = (client.clone(), prefix.clone(), positions.clone());
-        let (subscribed, stop) = (subscribed.clone(), stop.clone());
-        let (servers, radius_m) = (args.servers, args.radius_m);
+        let (subscribed, stop, counts) = (subscribed.clone(), stop.clone(), counts.clone());
+        let (servers, radius_m, intake) = (args.servers, args.radius_m, args.intake);
         move || -> anyhow::Result<Received> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let cpu0 = cpu_secs("thread-self").unwrap_or(0.0);
-            let mut out = rt.block_on(subscribe_and_filter(
-                &client,
-                &prefix,
-                &friends,
-                servers,
+            let servers = Servers {
+                client,
+                prefix,
+                friends,
+                count: servers,
                 radius_m,
-                &positions,
-                server_ends,
-                &subscribed,
-                &stop,
-            ))?;
+                positions,
+                intake: intake.then_some(counts),
+            };
+            let mut out = rt.block_on(servers.run(server_ends, &subscribed, &stop))?;
             out.cpu_s = cpu_secs("thread-self").unwrap_or(0.0) - cpu0;
             Ok(out)
         }
@@ -249,7 +274,14 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let published = rt.block_on(publish(args, city, &client, &prefix, &positions))?;
+    let published = rt.block_on(publish(
+        args,
+        city,
+        &client,
+        &prefix,
+        &positions,
+        phones.as_ref().filter(|_| args.intake),
+    ))?;
     let seconds = started.elapsed().as_secs_f64();
     let publisher_cpu_s = cpu_secs("thread-self").unwrap_or(0.0) - pub_cpu0;
     // Let the last messages arrive, then stop the subscribers.
@@ -273,6 +305,9 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
         delivered: received.delivered,
         push: args.push,
         pushed_bytes: received.pushed_bytes,
+        intake: args.intake,
+        intake_reports: counts.reports.load(Ordering::Relaxed),
+        intake_refused: counts.refused.load(Ordering::Relaxed),
         redis_cpu_s,
         subscriber_cpu_s: received.cpu_s,
         publisher_cpu_s,
@@ -281,95 +316,112 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
     };
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(
-        args.out.join(if args.push {
-            "baseline-push.json"
-        } else {
-            "baseline.json"
-        }),
+        args.out.join(file_name(args)),
         serde_json::to_string_pretty(&result)?,
     )?;
     Ok(result)
 }
 
-/// Subscribes each server to its users' friends' channels, then counts and filters messages
-/// until `stop`.
-#[allow(clippy::too_many_arguments)]
-async fn subscribe_and_filter(
-    client: &redis::Client,
-    prefix: &str,
-    friends: &[Vec<u32>],
-    servers: usize,
-    radius_m: f64,
-    positions: &Positions,
-    mut sockets: Option<Vec<std::net::TcpStream>>,
-    subscribed: &AtomicBool,
-    stop: &AtomicBool,
-) -> anyhow::Result<Received> {
-    use std::io::Write;
-    let mut frame = Vec::with_capacity(256);
-    let mut streams = Vec::new();
-    // Each server: channel (publisher index) → its local users who are that person's friends.
-    let mut locals: Vec<HashMap<u32, Vec<u32>>> = vec![HashMap::new(); servers];
-    for (user, list) in friends.iter().enumerate() {
-        let server = user % servers;
-        for &f in list {
-            locals[server].entry(f).or_default().push(user as u32);
-        }
+/// The file a baseline run writes its result to.
+pub fn file_name(args: &BaselineArgs) -> &'static str {
+    match (args.push, args.intake) {
+        (_, true) => "baseline-intake.json",
+        (true, false) => "baseline-push.json",
+        (false, false) => "baseline.json",
     }
-    for map in &locals {
-        let (mut sink, stream) = client.get_async_pubsub().await?.split();
-        let channels: Vec<String> = map.keys().map(|f| format!("{prefix}{f}")).collect();
-        for chunk in channels.chunks(1_000) {
-            sink.subscribe(chunk).await?;
-        }
-        // The sink must live as long as the stream reads.
-        streams.push((sink, stream));
-    }
-    subscribed.store(true, Ordering::Release);
+}
 
-    let mut out = Received::default();
-    let mut merged = futures::stream::select_all(
-        streams
-            .iter_mut()
-            .enumerate()
-            .map(|(server, (_, stream))| stream.map(move |m| (server, m))),
-    );
-    loop {
-        let next = tokio::time::timeout(Duration::from_millis(100), merged.next()).await;
-        let Ok(Some((server, msg))) = next else {
-            if stop.load(Ordering::Acquire) {
-                break;
+/// The WebSocket-server stand-ins, all on one thread.
+struct Servers {
+    client: redis::Client,
+    prefix: String,
+    /// Each person's friends.
+    friends: Vec<Vec<u32>>,
+    /// How many servers (people spread over them by index).
+    count: usize,
+    radius_m: f64,
+    positions: Arc<Positions>,
+    /// With `--intake`: the intake's counters.
+    intake: Option<Arc<IntakeCounts>>,
+}
+
+impl Servers {
+    /// Subscribes each server to its users' friends' channels (and with `--intake` starts
+    /// reading its users' sockets), then counts, filters and pushes messages until `stop`.
+    async fn run(
+        self,
+        sockets: Option<Vec<std::net::TcpStream>>,
+        subscribed: &AtomicBool,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<Received> {
+        let mut frame = Vec::with_capacity(256);
+        let mut streams = Vec::new();
+        // Each server: channel (publisher index) → its local users who are that person's friends.
+        let mut locals: Vec<HashMap<u32, Vec<u32>>> = vec![HashMap::new(); self.count];
+        for (user, list) in self.friends.iter().enumerate() {
+            let server = user % self.count;
+            for &f in list {
+                locals[server].entry(f).or_default().push(user as u32);
             }
-            continue;
-        };
-        out.received += 1;
-        let Some(sender) = msg
-            .get_channel_name()
-            .strip_prefix(prefix)
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // Payload: "lat,lon,send_us".
-        let payload = std::str::from_utf8(msg.get_payload_bytes()).unwrap_or("");
-        let mut parts = payload.split(',');
-        let (Some(Ok(lat)), Some(Ok(lon)), Some(Ok(sent))) = (
-            parts.next().map(str::parse::<f64>),
-            parts.next().map(str::parse::<f64>),
-            parts.next().map(str::parse::<i64>),
-        ) else {
-            continue;
-        };
-        let Some(local) = locals[server].get(&sender) else {
-            continue;
-        };
-        let now = nearby_common::clock::now_us();
-        for &user in local {
-            let (ulat, ulon) = positions.get(user as usize);
-            let distance_m = nearby_common::geo::haversine_m(lat, lon, ulat, ulon);
-            if distance_m <= radius_m {
+        }
+        for map in &locals {
+            let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
+            let channels: Vec<String> = map.keys().map(|f| format!("{}{f}", self.prefix)).collect();
+            for chunk in channels.chunks(1_000) {
+                sink.subscribe(chunk).await?;
+            }
+            // The sink must live as long as the stream reads.
+            streams.push((sink, stream));
+        }
+        let (mut writers, intakes) = self.sockets(sockets).await?;
+        subscribed.store(true, Ordering::Release);
+
+        let mut out = Received::default();
+        let prefix = self.prefix.as_str();
+        let mut merged = futures::stream::select_all(
+            streams
+                .iter_mut()
+                .enumerate()
+                .map(|(server, (_, stream))| stream.map(move |m| (server, m))),
+        );
+        loop {
+            let next = tokio::time::timeout(Duration::from_millis(100), merged.next()).await;
+            let Ok(Some((server, msg))) = next else {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                continue;
+            };
+            out.received += 1;
+            let Some(sender) = msg
+                .get_channel_name()
+                .strip_prefix(prefix)
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Payload: "lat,lon,send_us".
+            let payload = std::str::from_utf8(msg.get_payload_bytes()).unwrap_or("");
+            let mut parts = payload.split(',');
+            let (Some(Ok(lat)), Some(Ok(lon)), Some(Ok(sent))) = (
+                parts.next().map(str::parse::<f64>),
+                parts.next().map(str::parse::<f64>),
+                parts.next().map(str::parse::<i64>),
+            ) else {
+                continue;
+            };
+            let Some(local) = locals[server].get(&sender) else {
+                continue;
+            };
+            let now = nearby_common::clock::now_us();
+            for &user in local {
+                let (ulat, ulon) = self.positions.get(user as usize);
+                let distance_m = nearby_common::geo::haversine_m(lat, lon, ulat, ulon);
+                if distance_m > self.radius_m {
+                    continue;
+                }
                 out.delivered += 1;
-                if let Some(sockets) = sockets.as_mut() {
+                if let Some(w) = writers.get_mut(user as usize) {
                     // What our gateway sends for a delivery, framed as a server's WebSocket
                     // text message, one write per delivery (as the gateway does).
                     ws_text_frame(
@@ -380,25 +432,85 @@ async fn subscribe_and_filter(
                             sent / 1000
                         ),
                     );
-                    sockets[user as usize].write_all(&frame)?;
+                    write_now(w, &frame).await?;
                     out.pushed_bytes += frame.len() as u64;
                 }
                 out.latencies_ms
                     .push(now.saturating_sub(sent) as f64 / 1000.0);
             }
         }
+        for task in intakes {
+            task.abort();
+        }
+        Ok(out)
     }
-    Ok(out)
+
+    /// The servers' ends of the phones' sockets: their write halves, in person order, and
+    /// with `--intake` a task per socket reading its reports (on this thread: the servers'
+    /// work is counted here).
+    async fn sockets(
+        &self,
+        sockets: Option<Vec<std::net::TcpStream>>,
+    ) -> anyhow::Result<(
+        Vec<tokio::net::tcp::OwnedWriteHalf>,
+        Vec<tokio::task::JoinHandle<()>>,
+    )> {
+        let (mut writers, mut tasks) = (Vec::new(), Vec::new());
+        let redis = match &self.intake {
+            Some(_) => {
+                let mut conns = Vec::with_capacity(self.count);
+                for _ in 0..self.count {
+                    conns.push(self.client.get_multiplexed_async_connection().await?);
+                }
+                conns
+            }
+            None => Vec::new(),
+        };
+        let prefix: Arc<str> = Arc::from(self.prefix.as_str());
+        for (person, socket) in sockets.into_iter().flatten().enumerate() {
+            socket.set_nonblocking(true)?;
+            let (read, write) = tokio::net::TcpStream::from_std(socket)?.into_split();
+            writers.push(write);
+            if let Some(counts) = &self.intake {
+                let intake = Intake {
+                    person: person as u32,
+                    redis: redis[person % self.count].clone(),
+                    prefix: prefix.clone(),
+                    positions: self.positions.clone(),
+                    counts: counts.clone(),
+                };
+                tasks.push(tokio::spawn(intake.run(read)));
+            }
+        }
+        Ok((writers, tasks))
+    }
+}
+
+/// Writes `frame` at once when the socket takes it (the usual case: one syscall, no task
+/// woken), else waits until it does.
+async fn write_now(w: &mut tokio::net::tcp::OwnedWriteHalf, frame: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let done = match w.try_write(frame) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    if done < frame.len() {
+        w.write_all(&frame[done..]).await?;
+    }
+    Ok(())
 }
 
 /// Publishes every person's report every `interval` (spread evenly, with jitter) for
-/// `duration`; returns how many were published.
+/// `duration`; returns how many were published. With `phones` (`--intake`), each report goes
+/// to the person's socket as a `location` frame instead, for the servers to take in.
 async fn publish(
     args: &BaselineArgs,
     mut city: City,
     client: &redis::Client,
     prefix: &str,
     positions: &Positions,
+    phones: Option<&Phones>,
 ) -> anyhow::Result<u64> {
     let mut conn = client.get_multiplexed_async_connection().await?;
     let n = city.len();
@@ -417,6 +529,7 @@ async fn publish(
             break;
         }
         let mut pipe = redis::pipe();
+        let mut frames = Vec::new();
         let mut count = 0;
         for i in 0..n {
             if due[i] > t {
@@ -424,115 +537,35 @@ async fn publish(
             }
             let at = city.step(i, t - last[i]);
             last[i] = t;
-            positions.set(i, at);
             let jitter = rng.random_range(-0.1..0.1) * interval;
             due[i] = t + (interval + jitter).max(1.0);
+            count += 1;
+            if phones.is_some() {
+                let text = format!(
+                    r#"{{"type":"location","lat":{},"lon":{},"ts":{}}}"#,
+                    at.0,
+                    at.1,
+                    nearby_common::clock::now_ms()
+                );
+                frames.push((i as u32, ws_masked_text_frame(&text)));
+                continue;
+            }
+            positions.set(i, at);
             pipe.publish(
                 format!("{prefix}{i}"),
                 format!("{},{},{}", at.0, at.1, nearby_common::clock::now_us()),
             )
             .ignore();
-            count += 1;
         }
-        if count > 0 {
+        if count == 0 {
+            continue;
+        }
+        match phones {
+            Some(phones) => phones.send(frames).await?,
             // One round trip per tick: publishing is not what is measured.
-            pipe.query_async::<()>(&mut conn).await?;
-            published += count;
+            None => pipe.query_async::<()>(&mut conn).await?,
         }
+        published += count;
     }
     Ok(published)
-}
-
-/// `buf` := a server-to-client WebSocket text frame (FIN, unmasked) carrying `text`.
-fn ws_text_frame(buf: &mut Vec<u8>, text: &str) {
-    buf.clear();
-    buf.push(0x81);
-    let len = text.len();
-    if len < 126 {
-        buf.push(len as u8);
-    } else if len <= usize::from(u16::MAX) {
-        buf.push(126);
-        buf.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        buf.push(127);
-        buf.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    buf.extend_from_slice(text.as_bytes());
-}
-
-/// The phones of `--push`: a listener whose accepted sockets a thread of their own drains.
-struct Phones {
-    listener_addr: std::net::SocketAddr,
-    people: usize,
-    stop: Arc<AtomicBool>,
-    reader: std::thread::JoinHandle<()>,
-}
-
-impl Phones {
-    /// Listens on a loopback port and starts the draining thread for `people` sockets.
-    fn open(people: usize) -> anyhow::Result<Phones> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let listener_addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async move {
-                    use tokio::io::AsyncReadExt;
-                    let Ok(listener) = listener
-                        .set_nonblocking(true)
-                        .and_then(|()| tokio::net::TcpListener::from_std(listener))
-                    else {
-                        return;
-                    };
-                    let mut readers = Vec::with_capacity(people);
-                    for _ in 0..people {
-                        let Ok((mut socket, _)) = listener.accept().await else {
-                            break;
-                        };
-                        readers.push(tokio::spawn(async move {
-                            let mut buf = vec![0u8; 4096];
-                            while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {}
-                        }));
-                    }
-                    while !stop.load(Ordering::Acquire) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    for r in readers {
-                        r.abort();
-                    }
-                });
-            }
-        });
-        Ok(Phones {
-            listener_addr,
-            people,
-            stop,
-            reader,
-        })
-    }
-
-    /// The servers' ends: one connected socket per person, in person order, Nagle off (as the
-    /// gateway's).
-    fn server_ends(&self) -> anyhow::Result<Vec<std::net::TcpStream>> {
-        (0..self.people)
-            .map(|_| {
-                let s = std::net::TcpStream::connect(self.listener_addr)
-                    .context("a phone socket (open files: `ulimit -n` ≥ 2 × --people)")?;
-                s.set_nodelay(true)?;
-                Ok(s)
-            })
-            .collect()
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.reader.join();
-    }
 }
