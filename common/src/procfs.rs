@@ -37,6 +37,45 @@ pub fn thread_cpu_secs(pid: &str) -> std::collections::BTreeMap<String, f64> {
     by_name
 }
 
+/// Context switches of a process's main thread or of one thread (`pid` may be `thread-self`
+/// or `PID/task/TID`), from /proc/PID/status: (voluntary, involuntary). A voluntary switch is
+/// the thread blocking (to be woken again); an involuntary one, the scheduler taking the core
+/// from it.
+pub fn switches(pid: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((
+        field("voluntary_ctxt_switches")?,
+        field("nonvoluntary_ctxt_switches")?,
+    ))
+}
+
+/// [`switches`] of each thread of a process still running, summed by thread name.
+pub fn thread_switches(pid: &str) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let tid = task.file_name();
+        let Some(tid) = tid.to_str() else { continue };
+        let (Ok(comm), Some((vol, invol))) = (
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")),
+            switches(&format!("{pid}/task/{tid}")),
+        ) else {
+            continue;
+        };
+        let entry = by_name.entry(comm.trim_end().to_owned()).or_insert((0, 0));
+        *entry = (entry.0 + vol, entry.1 + invol);
+    }
+    by_name
+}
+
 /// A `Vm*` line of /proc/PID/status (`VmRSS`, `VmHWM`, ...), in KiB.
 pub fn vm_kib(pid: &str, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
@@ -194,5 +233,23 @@ mod tests {
         assert!(nofile("self").is_some());
         let busy = machine_ticks().expect("ticks");
         assert!(busy.0 <= busy.1);
+    }
+
+    #[test]
+    fn a_thread_that_sleeps_is_counted_as_woken() {
+        let name = "procfs-sleeper";
+        let sleeper = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(|| {
+                for _ in 0..5 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            })
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (voluntary, _) = thread_switches("self")[name];
+        assert!(voluntary >= 5, "{voluntary} voluntary switches");
+        sleeper.join().expect("join");
     }
 }

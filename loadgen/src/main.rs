@@ -81,6 +81,13 @@ fn main() -> anyhow::Result<()> {
                 r.publisher_cpu_s
             );
             println!(
+                "per report: servers' thread {:.2} wake-ups, {:.2} preemptions; redis {:.2} wake-ups, {:.2} preemptions",
+                r.server_switches_per_report.0,
+                r.server_switches_per_report.1,
+                r.redis_switches_per_report.0,
+                r.redis_switches_per_report.1
+            );
+            println!(
                 "delivered per CPU-second (redis + servers): {:.0}; latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
                 r.delivered_per_cpu_s,
                 r.latency_ms.p50,
@@ -111,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             let r = runtime.block_on(nearby_loadgen::run::run(&args))?;
             let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+            let ms2 = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
             println!(
                 "{}: {} reports ({:.0}/s), {} deliveries ({:.0}/s), {} friend_left, {} error frames",
                 r.header.scenario,
@@ -159,8 +167,10 @@ fn main() -> anyhow::Result<()> {
                 );
                 for (stage, cpu_s) in &s.cpu_s {
                     println!(
-                        "  {stage}: {cpu_s:.2} CPU s, {} µs per delivery",
-                        ms((s.deliveries > 0).then(|| cpu_s * 1e6 / s.deliveries as f64))
+                        "  {stage}: {cpu_s:.2} CPU s, {} µs per delivery; per report {} wake-ups, {} preemptions",
+                        ms((s.deliveries > 0).then(|| cpu_s * 1e6 / s.deliveries as f64)),
+                        ms2(s.wakeups_per_report.get(stage).copied()),
+                        ms2(s.preemptions_per_report.get(stage).copied())
                     );
                 }
                 println!(

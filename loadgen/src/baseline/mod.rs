@@ -110,6 +110,12 @@ pub struct BaselineResult {
     pub intake_refused: u64,
     /// CPU seconds of Redis during the run.
     pub redis_cpu_s: f64,
+    /// Times the servers' thread blocked and was woken again, per report (voluntary context
+    /// switches), and times the scheduler took its core (involuntary), as `run` reports them
+    /// for our stages.
+    pub server_switches_per_report: (f64, f64),
+    /// The same for Redis's threads.
+    pub redis_switches_per_report: (f64, f64),
     /// CPU seconds of the servers' thread: routing, filtering, pushing, and with `--intake` the
     /// reports' intake.
     pub subscriber_cpu_s: f64,
@@ -189,6 +195,28 @@ struct Received {
     pushed_bytes: u64,
     latencies_ms: Vec<f64>,
     cpu_s: f64,
+    switches: (u64, u64),
+}
+
+/// The (voluntary, involuntary) context switches of the calling thread (`thread-self`) or of
+/// every thread of a process.
+fn switches(pid: &str) -> (u64, u64) {
+    if pid == "thread-self" {
+        return nearby_common::procfs::switches(pid).unwrap_or_default();
+    }
+    nearby_common::procfs::thread_switches(pid)
+        .values()
+        .fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1))
+}
+
+fn minus(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
+    (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn per((v, i): (u64, u64), reports: u64) -> (f64, f64) {
+    let n = reports.max(1) as f64;
+    (v as f64 / n, i as f64 / n)
 }
 
 /// Runs the baseline and writes `baseline.json` into `args.out`.
@@ -242,6 +270,7 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
                 .enable_all()
                 .build()?;
             let cpu0 = cpu_secs("thread-self").unwrap_or(0.0);
+            let switches0 = switches("thread-self");
             let servers = Servers {
                 client,
                 prefix,
@@ -253,6 +282,7 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
             };
             let mut out = rt.block_on(servers.run(server_ends, &subscribed, &stop))?;
             out.cpu_s = cpu_secs("thread-self").unwrap_or(0.0) - cpu0;
+            out.switches = minus(switches("thread-self"), switches0);
             Ok(out)
         }
     });
@@ -269,6 +299,7 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
 
     // The publisher: this thread, standing in for the phones.
     let redis0 = cpu_secs(&redis_pid.to_string()).unwrap_or(0.0);
+    let redis_switches0 = switches(&redis_pid.to_string());
     let pub_cpu0 = cpu_secs("thread-self").unwrap_or(0.0);
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -291,6 +322,7 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
         .join()
         .map_err(|_| anyhow::anyhow!("subscriber panicked"))??;
     let redis_cpu_s = cpu_secs(&redis_pid.to_string()).unwrap_or(0.0) - redis0;
+    let redis_switches = minus(switches(&redis_pid.to_string()), redis_switches0);
     if let Some(phones) = phones {
         phones.stop();
     }
@@ -309,6 +341,8 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<BaselineResult> {
         intake_reports: counts.reports.load(Ordering::Relaxed),
         intake_refused: counts.refused.load(Ordering::Relaxed),
         redis_cpu_s,
+        server_switches_per_report: per(received.switches, published),
+        redis_switches_per_report: per(redis_switches, published),
         subscriber_cpu_s: received.cpu_s,
         publisher_cpu_s,
         delivered_per_cpu_s: received.delivered as f64 / routing_cpu.max(1e-9),

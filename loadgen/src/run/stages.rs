@@ -65,6 +65,12 @@ pub struct SteadyCosts {
     pub deliveries_per_cpu_s_gateway_fanout: Option<f64>,
     /// How busy the whole machine was, share of all cores.
     pub machine_busy: Option<f64>,
+    /// Per stage and part: times its threads blocked and were woken again, per report sent
+    /// (voluntary context switches). What a report costs in thread hand-offs.
+    pub wakeups_per_report: BTreeMap<String, f64>,
+    /// Per stage and part: times the scheduler took the core from its threads, per report sent
+    /// (involuntary context switches: another thread woken on the same core, say).
+    pub preemptions_per_report: BTreeMap<String, f64>,
 }
 
 /// The readings at the start of the steady part: when, the counts so far, the CPU counters.
@@ -75,6 +81,7 @@ struct SteadyMark {
     reports: u64,
     deliveries: u64,
     cpu: BTreeMap<String, f64>,
+    switches: BTreeMap<String, (u64, u64)>,
     machine: Option<(u64, u64)>,
 }
 
@@ -111,21 +118,42 @@ fn cpu(pids: &BTreeMap<String, u32>) -> BTreeMap<String, f64> {
             continue;
         };
         out.insert(stage.clone(), total);
-        let mut parts: BTreeMap<&str, f64> = BTreeMap::new();
         for (thread, secs) in procfs::thread_cpu_secs(&pid) {
-            let part = if thread.starts_with("rdk:") {
-                "kafka"
-            } else if thread.starts_with("tokio-rt") {
-                "workers"
-            } else if thread == "gw-deliveries" {
-                "deliveries"
-            } else {
-                continue;
-            };
-            *parts.entry(part).or_insert(0.0) += secs;
+            if let Some(part) = part_of(&thread) {
+                *out.entry(format!("{stage}.{part}")).or_insert(0.0) += secs;
+            }
         }
-        for (part, secs) in parts {
-            out.insert(format!("{stage}.{part}"), secs);
+    }
+    out
+}
+
+/// The part of a stage a thread's work counts in, by the thread's name.
+fn part_of(thread: &str) -> Option<&'static str> {
+    if thread.starts_with("rdk:") {
+        Some("kafka")
+    } else if thread.starts_with("tokio-rt") {
+        Some("workers")
+    } else if thread == "gw-deliveries" {
+        Some("deliveries")
+    } else {
+        None
+    }
+}
+
+/// Each stage's context switches so far (voluntary, involuntary), the whole process's and by
+/// part as in [`cpu`], of the threads running now.
+fn switches(pids: &BTreeMap<String, u32>) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (stage, pid) in pids {
+        for (thread, (vol, invol)) in procfs::thread_switches(&pid.to_string()) {
+            let keys = [
+                Some(stage.clone()),
+                part_of(&thread).map(|p| format!("{stage}.{p}")),
+            ];
+            for key in keys.into_iter().flatten() {
+                let e = out.entry(key).or_insert((0, 0));
+                *e = (e.0 + vol, e.1 + invol);
+            }
         }
     }
     out
@@ -199,6 +227,7 @@ impl CostMeter {
             reports,
             deliveries,
             cpu: cpu(&self.pids),
+            switches: switches(&self.pids),
             machine: procfs::machine_ticks(),
         });
     }
@@ -210,6 +239,13 @@ impl CostMeter {
             seconds: mark.at.elapsed().as_secs_f64(),
             busy: procfs::busy_share(mark.machine),
             cpu_s: since(&mark.cpu, &cpu_after),
+            switches: switches(&self.pids)
+                .into_iter()
+                .filter_map(|(k, (v, i))| {
+                    let (v0, i0) = mark.switches.get(&k)?;
+                    Some((k, (v.saturating_sub(*v0), i.saturating_sub(*i0))))
+                })
+                .collect(),
             mark,
         });
         let my_cpu = procfs::cpu_secs("self")
@@ -247,6 +283,7 @@ struct SteadyReading {
     seconds: f64,
     busy: Option<f64>,
     cpu_s: BTreeMap<String, f64>,
+    switches: BTreeMap<String, (u64, u64)>,
 }
 
 /// CPU seconds per stage and part between two readings (those in both).
@@ -294,7 +331,16 @@ impl CostReadings {
         }
         let steady = self.steady.map(|r| {
             let deliveries = friend_locations.saturating_sub(r.mark.deliveries);
+            let sent = reports.saturating_sub(r.mark.reports).max(1) as f64;
+            let per_report = |pick: fn(&(u64, u64)) -> u64| {
+                r.switches
+                    .iter()
+                    .map(|(k, v)| (k.clone(), pick(v) as f64 / sent))
+                    .collect()
+            };
             SteadyCosts {
+                wakeups_per_report: per_report(|v| v.0),
+                preemptions_per_report: per_report(|v| v.1),
                 from_s: r.mark.from_s,
                 seconds: r.seconds,
                 reports: reports.saturating_sub(r.mark.reports),
