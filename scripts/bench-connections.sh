@@ -39,7 +39,7 @@ trap stop EXIT INT TERM
 # Gateway i (1-based): gw-1 is run.sh's; the others are started here.
 for ((i = 2; i <= gateways; i++)); do
     port=$((8081 + i)) admin=$((9081 + i))
-    NEARBY_GATEWAY_ID=gw-$i NEARBY_GATEWAY_LISTEN=127.0.0.1:$port \
+    NEARBY_DEV=1 NEARBY_GATEWAY_ID=gw-$i NEARBY_GATEWAY_LISTEN=127.0.0.1:$port \
         NEARBY_GATEWAY_ADMIN_LISTEN=127.0.0.1:$admin \
         "$bin"/nearby-gateway >"$logs/gateway-$i.log" 2>&1 &
     extra_pids+=($!)

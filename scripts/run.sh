@@ -40,6 +40,9 @@ trap stop EXIT INT TERM
 pids+=($!)
 "$bin"/nearby-history-sink >"$logs/history-sink.log" 2>&1 &
 pids+=($!)
+# Development mode: the gateway accepts the public development secret (tokens from
+# `nearby-admin token`, the demo page, the load generator) unless NEARBY_JWT_SECRET is set.
+export NEARBY_DEV=${NEARBY_DEV:-1}
 NEARBY_GATEWAY_ID=$gateway_id "$bin"/nearby-gateway >"$logs/gateway.log" 2>&1 &
 pids+=($!)
 

@@ -15,7 +15,8 @@ pub struct TokenArgs {
     #[arg(long, value_parser = parse_user)]
     pub user: i64,
 
-    /// How long the token is valid, e.g. `1h`, `7d`.
+    /// How long the token is valid, e.g. `1h` (gateways refuse tokens valid for longer than
+    /// their `NEARBY_JWT_MAX_LIFETIME`, 24 h by default).
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
 

@@ -1,6 +1,9 @@
 //! Identity: JWTs signed with HS256 (a shared secret) or RS256 (verified with a public key).
-//! `sub` is the user id as a decimal string; `exp` is enforced. The gateway verifies; the admin
-//! tool mints development tokens.
+//! The user id is a claim (`sub` unless configured), a decimal string or an integer; `exp` and
+//! `nbf` are enforced, a lifetime longer than the configured maximum is refused, and `iss` and
+//! `aud` are checked when configured. Outside development mode (`NEARBY_DEV`), the public
+//! development secret and HS256 secrets shorter than 32 bytes are refused at start. The gateway
+//! verifies; the admin tool mints development tokens.
 
 use std::time::Duration;
 
@@ -12,8 +15,12 @@ use serde::{Deserialize, Serialize};
 use crate::UserId;
 use crate::ids::parse_user_id;
 
-/// The secret used when none is configured: fine on a laptop, refused nowhere, warned about.
+/// The secret used when none is configured: public, so accepted in development mode only.
 pub const DEV_SECRET: &str = "nearby-dev-secret-change-me";
+
+/// The shortest HS256 secret accepted outside development mode, bytes (the hash's output size:
+/// RFC 7518 §3.2 asks for at least that much key).
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Allowed clock difference between the token issuer and us when checking `exp`.
 const LEEWAY_S: u64 = 5;
@@ -29,6 +36,28 @@ pub struct AuthArgs {
     /// PEM file of the RS256 public key that verifies tokens (an identity provider's key).
     #[arg(long, env = "NEARBY_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<std::path::PathBuf>,
+
+    /// Development mode: the public development secret and short secrets are accepted.
+    /// `scripts/run.sh` and the tests set it; a deployment must not.
+    #[arg(long = "dev", env = "NEARBY_DEV", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dev: bool,
+
+    /// The longest token lifetime accepted: a token whose `exp` is further ahead is refused.
+    #[arg(long, env = "NEARBY_JWT_MAX_LIFETIME", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub jwt_max_lifetime: Duration,
+
+    /// The `iss` every token must carry (not checked when unset).
+    #[arg(long, env = "NEARBY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` every token must carry (one of its audiences); when unset, a token's `aud` is
+    /// accepted whatever it is.
+    #[arg(long, env = "NEARBY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The claim that carries the user id (a decimal string or an integer).
+    #[arg(long, env = "NEARBY_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
 }
 
 /// The claims we read and write.
@@ -55,9 +84,18 @@ pub enum AuthError {
     /// Bad signature, wrong algorithm, or not a JWT at all.
     #[error("invalid token")]
     Invalid,
-    /// `sub` is not a user id.
+    /// The user claim is missing or not a user id.
     #[error("token subject is not a user id")]
     BadSubject,
+    /// The token's `nbf` is still ahead.
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// The token's `exp` is further ahead than the longest lifetime accepted.
+    #[error("token lifetime over the maximum of {0} s")]
+    TooLong(u64),
+    /// `iss` or `aud` is not the one configured.
+    #[error("token not issued for this service")]
+    WrongAudience,
 }
 
 /// Checks tokens with the configured key.
@@ -65,6 +103,8 @@ pub enum AuthError {
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    max_lifetime_s: u64,
+    user_claim: String,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -86,9 +126,10 @@ impl Verifier {
         Ok(Self::new(DecodingKey::from_rsa_pem(pem)?, Algorithm::RS256))
     }
 
-    /// The verifier the configuration asks for.
+    /// The verifier the configuration asks for; refuses, outside development mode, the public
+    /// development secret and HS256 secrets shorter than [`MIN_SECRET_BYTES`].
     pub fn from_args(args: &AuthArgs) -> Result<Self, String> {
-        match &args.jwt_public_key_file {
+        let verifier = match &args.jwt_public_key_file {
             Some(path) => {
                 let pem = std::fs::read(path)
                     .map_err(|e| format!("reading JWT public key {}: {e}", path.display()))?;
@@ -99,8 +140,16 @@ impl Verifier {
                     )
                 })
             }
-            None => Ok(Self::hs256(args.jwt_secret.as_bytes())),
-        }
+            None => {
+                check_secret(&args.jwt_secret, args.dev)?;
+                Ok(Self::hs256(args.jwt_secret.as_bytes()))
+            }
+        }?;
+        Ok(verifier
+            .max_lifetime(args.jwt_max_lifetime)
+            .issuer(args.jwt_issuer.as_deref())
+            .audience(args.jwt_audience.as_deref())
+            .user_claim(&args.jwt_user_claim))
     }
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
@@ -108,21 +157,115 @@ impl Verifier {
         let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_S;
         validation.validate_exp = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Self { key, validation }
+        validation.validate_nbf = true;
+        // An `aud` is accepted whatever it is until an audience is configured: most identity
+        // providers put one in every token.
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        Self {
+            key,
+            validation,
+            max_lifetime_s: 24 * 60 * 60,
+            user_claim: "sub".to_owned(),
+        }
+    }
+
+    /// Refuses tokens whose `exp` is more than `max` ahead.
+    #[must_use]
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime_s = max.as_secs();
+        self
+    }
+
+    /// Requires `iss` to be `issuer` (when given).
+    #[must_use]
+    pub fn issuer(mut self, issuer: Option<&str>) -> Self {
+        if let Some(issuer) = issuer {
+            self.validation.set_issuer(&[issuer]);
+            self.require("iss");
+        }
+        self
+    }
+
+    /// Requires `aud` to be (or contain) `audience` (when given).
+    #[must_use]
+    pub fn audience(mut self, audience: Option<&str>) -> Self {
+        if let Some(audience) = audience {
+            self.validation.set_audience(&[audience]);
+            self.validation.validate_aud = true;
+            self.require("aud");
+        }
+        self
+    }
+
+    /// Reads the user id from `claim` instead of `sub`.
+    #[must_use]
+    pub fn user_claim(mut self, claim: &str) -> Self {
+        claim.clone_into(&mut self.user_claim);
+        self
+    }
+
+    fn require(&mut self, claim: &str) {
+        self.validation
+            .required_spec_claims
+            .insert(claim.to_owned());
     }
 
     /// The user a token speaks for.
     pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            },
-        )?;
-        parse_user_id(&data.claims.sub).ok_or(AuthError::BadSubject)
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token,
+            &self.key,
+            &self.validation,
+        )
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            ErrorKind::MissingRequiredClaim(c) if c == "iss" || c == "aud" => {
+                AuthError::WrongAudience
+            }
+            _ => AuthError::Invalid,
+        })?;
+        let claims = data.claims;
+        let exp = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(AuthError::Invalid)?;
+        if exp > now_s() + self.max_lifetime_s + LEEWAY_S {
+            return Err(AuthError::TooLong(self.max_lifetime_s));
+        }
+        match claims.get(&self.user_claim) {
+            Some(serde_json::Value::String(s)) => parse_user_id(s),
+            Some(serde_json::Value::Number(n)) => n.as_i64().filter(|id| *id >= 0),
+            _ => None,
+        }
+        .ok_or(AuthError::BadSubject)
     }
+}
+
+/// Refuses the public development secret and short secrets outside development mode; the
+/// message says what to set.
+fn check_secret(secret: &str, dev: bool) -> Result<(), String> {
+    if dev {
+        return Ok(());
+    }
+    if secret == DEV_SECRET {
+        return Err(format!(
+            "NEARBY_JWT_SECRET is unset or the public development secret: set it to a secret of \
+             at least {MIN_SECRET_BYTES} random bytes (e.g. `openssl rand -base64 48`), give an \
+             RS256 key with NEARBY_JWT_PUBLIC_KEY_FILE, or set NEARBY_DEV=1 for development"
+        ));
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "NEARBY_JWT_SECRET is {} bytes: at least {MIN_SECRET_BYTES} are needed outside \
+             development (NEARBY_DEV=1)",
+            secret.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the token from an `Authorization: Bearer <jwt>` header value.
@@ -164,6 +307,16 @@ fn mint(key: &EncodingKey, algorithm: Algorithm, user: UserId, ttl: Duration) ->
     };
     // Encoding our own well-formed claims with a valid key cannot fail.
     jsonwebtoken::encode(&Header::new(algorithm), &claims, key).unwrap_or_default()
+}
+
+/// Mints a token with any claims (tests use it for `nbf`, `aud`, other user claims).
+pub fn mint_json_hs256(secret: &[u8], claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap_or_default()
 }
 
 /// Mints a token with the given raw claims (tests use it for expired or odd tokens).
@@ -228,6 +381,91 @@ mod tests {
         // An HS256 token signed with the public key's bytes (the classic confusion) is refused.
         let confused = mint_hs256(PUBLIC, 7, Duration::from_secs(60));
         assert_eq!(v.verify(&confused), Err(AuthError::Invalid));
+    }
+
+    fn args(secret: &str, dev: bool) -> AuthArgs {
+        AuthArgs {
+            jwt_secret: secret.to_owned(),
+            jwt_public_key_file: None,
+            dev,
+            jwt_max_lifetime: Duration::from_secs(24 * 3600),
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_user_claim: "sub".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_development_secret_and_short_secrets_need_development_mode() {
+        let refused = Verifier::from_args(&args(DEV_SECRET, false)).expect_err("dev secret");
+        assert!(refused.contains("NEARBY_JWT_SECRET") && refused.contains("NEARBY_DEV=1"));
+        assert!(Verifier::from_args(&args(DEV_SECRET, true)).is_ok());
+        let short = "x".repeat(MIN_SECRET_BYTES - 1);
+        let refused = Verifier::from_args(&args(&short, false)).expect_err("short secret");
+        assert!(refused.contains("31 bytes"), "{refused}");
+        assert!(Verifier::from_args(&args(&short, true)).is_ok());
+        let long = "x".repeat(MIN_SECRET_BYTES);
+        let v = Verifier::from_args(&args(&long, false)).expect("a long secret");
+        let token = mint_hs256(long.as_bytes(), 5, Duration::from_secs(60));
+        assert_eq!(v.verify(&token), Ok(5));
+    }
+
+    fn json(claims: serde_json::Value) -> String {
+        mint_json_hs256(SECRET, &claims)
+    }
+
+    #[test]
+    fn nbf_and_the_longest_lifetime_are_enforced() {
+        let v = Verifier::hs256(SECRET).max_lifetime(Duration::from_secs(3600));
+        let now = now_s();
+        let later = json(serde_json::json!({"sub": "1", "exp": now + 600, "nbf": now + 300}));
+        assert_eq!(v.verify(&later), Err(AuthError::NotYetValid));
+        let begun = json(serde_json::json!({"sub": "1", "exp": now + 600, "nbf": now - 10}));
+        assert_eq!(v.verify(&begun), Ok(1));
+        let century = json(serde_json::json!({"sub": "1", "exp": now + 100 * 365 * 86_400}));
+        assert_eq!(v.verify(&century), Err(AuthError::TooLong(3600)));
+        let hour = json(serde_json::json!({"sub": "1", "exp": now + 3600}));
+        assert_eq!(v.verify(&hour), Ok(1));
+        let no_exp = json(serde_json::json!({"sub": "1"}));
+        assert_eq!(v.verify(&no_exp), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn aud_is_accepted_unless_configured_then_checked_as_iss_is() {
+        let exp = now_s() + 600;
+        let with_aud = json(serde_json::json!({"sub": "3", "exp": exp, "aud": "some-api"}));
+        assert_eq!(Verifier::hs256(SECRET).verify(&with_aud), Ok(3));
+        let v = Verifier::hs256(SECRET)
+            .audience(Some("nearby"))
+            .issuer(Some("https://id.example"));
+        let right = json(serde_json::json!({
+            "sub": "3", "exp": exp, "aud": ["x", "nearby"], "iss": "https://id.example"
+        }));
+        assert_eq!(v.verify(&right), Ok(3));
+        let wrong_aud = json(serde_json::json!({
+            "sub": "3", "exp": exp, "aud": "some-api", "iss": "https://id.example"
+        }));
+        assert_eq!(v.verify(&wrong_aud), Err(AuthError::WrongAudience));
+        let no_aud = json(serde_json::json!({"sub": "3", "exp": exp, "iss": "https://id.example"}));
+        assert_eq!(v.verify(&no_aud), Err(AuthError::WrongAudience));
+        let wrong_iss = json(serde_json::json!({
+            "sub": "3", "exp": exp, "aud": "nearby", "iss": "https://evil.example"
+        }));
+        assert_eq!(v.verify(&wrong_iss), Err(AuthError::WrongAudience));
+    }
+
+    #[test]
+    fn the_user_id_claim_can_be_another_one() {
+        let exp = now_s() + 600;
+        let v = Verifier::hs256(SECRET).user_claim("uid");
+        let numeric = json(serde_json::json!({"sub": "auth0|abc", "exp": exp, "uid": 77}));
+        assert_eq!(v.verify(&numeric), Ok(77));
+        let text = json(serde_json::json!({"sub": "auth0|abc", "exp": exp, "uid": "78"}));
+        assert_eq!(v.verify(&text), Ok(78));
+        let missing = json(serde_json::json!({"sub": "79", "exp": exp}));
+        assert_eq!(v.verify(&missing), Err(AuthError::BadSubject));
+        let negative = json(serde_json::json!({"sub": "1", "exp": exp, "uid": -4}));
+        assert_eq!(v.verify(&negative), Err(AuthError::BadSubject));
     }
 
     #[test]

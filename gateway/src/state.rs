@@ -58,12 +58,11 @@ impl Gateway {
     /// Each part of the stack is waited for as long as `NEARBY_STARTUP_TIMEOUT` allows.
     pub async fn build(config: GatewayConfig) -> anyhow::Result<Arc<Self>> {
         config.validate().map_err(anyhow::Error::msg)?;
+        // Refuses the public development secret and short secrets unless NEARBY_DEV is set.
         let verifier = Verifier::from_args(&config.auth).map_err(anyhow::Error::msg)?;
-        if config.auth.jwt_public_key_file.is_none()
-            && config.auth.jwt_secret == nearby_common::auth::DEV_SECRET
-        {
+        if config.auth.dev {
             tracing::warn!(
-                "NEARBY_JWT_SECRET is the public development default: set it outside development"
+                "development mode (NEARBY_DEV): the public development secret is accepted"
             );
         }
         let stack = &config.stack;

@@ -42,10 +42,28 @@ fn location_records(prefix: &str, user: i64) -> Vec<LocationEvent> {
 }
 
 #[tokio::test]
-async fn no_forged_or_expired_token_gets_401() {
+async fn no_forged_expired_premature_or_overlong_token_gets_in_and_an_aud_claim_does() {
     let gw = TestGateway::start(&[]).await;
     let u = user();
+    let now = nearby_common::clock::now_s();
+    let claims = |c: serde_json::Value| nearby_common::auth::mint_json_hs256(SECRET.as_bytes(), &c);
+    // Most identity providers put an `aud` in every token: accepted while none is configured.
+    let with_aud = claims(json!({"sub": u.to_string(), "exp": now + 600, "aud": "nearby-api"}));
+    let (status, body) = http(gw.addr, "GET", "/v1/me", Some(&with_aud), None).await;
+    assert_eq!(
+        (status, &body["user_id"]),
+        (200, &json!(u.to_string())),
+        "{body}"
+    );
     for token in [
+        // Valid only in five minutes.
+        Some(claims(
+            json!({"sub": u.to_string(), "exp": now + 900, "nbf": now + 300}),
+        )),
+        // Valid for a century: over the 24 h maximum.
+        Some(claims(
+            json!({"sub": u.to_string(), "exp": now + 100 * 365 * 86_400}),
+        )),
         None,
         Some(nearby_common::auth::mint_hs256(
             b"wrong-secret",

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// The HS256 secret of every gateway the test kit starts (in-process or as a process).
-pub const SECRET: &str = "gateway-test-secret";
+pub const SECRET: &str = "gateway-test-secret-of-at-least-32-bytes";
 
 /// A token for `user`, valid for ten minutes.
 pub fn token(user: i64) -> String {
