@@ -40,6 +40,16 @@ trap stop EXIT INT TERM
 pids+=($!)
 "$bin"/nearby-history-sink >"$logs/history-sink.log" 2>&1 &
 pids+=($!)
+# The admin token that `POST /drain` (and `nearby-admin drain`) needs: made once, kept in the
+# stack's directory (readable by this user only), unless NEARBY_ADMIN_TOKEN is set.
+admin_token_file=${NEARBY_STACK_DIR:-$root/.stack}/admin-token
+if [[ -z ${NEARBY_ADMIN_TOKEN:-} ]]; then
+    if [[ ! -s $admin_token_file ]]; then
+        (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$admin_token_file")
+    fi
+    NEARBY_ADMIN_TOKEN=$(cat "$admin_token_file")
+fi
+export NEARBY_ADMIN_TOKEN
 # Development mode: the gateway accepts the public development secret (tokens from
 # `nearby-admin token`, the demo page, the load generator) unless NEARBY_JWT_SECRET is set.
 export NEARBY_DEV=${NEARBY_DEV:-1}
@@ -61,6 +71,7 @@ Nearby Friends is running:
   fanout    admin http://127.0.0.1:9081/readyz   (log $logs/fanout.log)
   history   admin http://127.0.0.1:9082/readyz   (log $logs/history-sink.log)
   demo      http://127.0.0.1:8080/demo  (tokens: ./target/release/nearby-admin token --user 1)
+  admin     token for POST /drain in $admin_token_file (NEARBY_ADMIN_TOKEN=\$(cat $admin_token_file) nearby-admin drain ...)
 Ctrl-C stops fanout, the sink and the gateway; stack/stack.sh down stops Kafka, Cassandra and Redis.
 MSG
 wait

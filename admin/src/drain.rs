@@ -36,6 +36,10 @@ pub struct DrainArgs {
     #[arg(long)]
     pub wait: bool,
 
+    /// The gateway's admin token (its `NEARBY_ADMIN_TOKEN`): a drain needs it.
+    #[arg(long, env = "NEARBY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// With `--wait`: give up (and fail) after this long.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -73,7 +77,7 @@ pub async fn run(args: &DrainArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .trim()
         .trim_start_matches("http://")
         .trim_end_matches('/');
-    let answer = start(addr, args.window).await?;
+    let answer = start(addr, args.window, args.admin_token.as_deref()).await?;
     writeln!(
         out,
         "gateway at {addr} is draining: {} connections, reconnects spread over {}, then up to {} each for the client to close",
@@ -93,22 +97,30 @@ pub async fn run(args: &DrainArgs, out: &mut impl Write) -> anyhow::Result<()> {
     wait(addr, args.timeout, out).await
 }
 
-/// `POST /drain` (with the window, if given) and its answer.
-pub async fn start(addr: &str, window: Option<Duration>) -> anyhow::Result<DrainAnswer> {
+/// `POST /drain` (with the window, if given, and the admin token) and its answer.
+pub async fn start(
+    addr: &str,
+    window: Option<Duration>,
+    token: Option<&str>,
+) -> anyhow::Result<DrainAnswer> {
     let path = match window {
         // Milliseconds: exact, and a single token that needs no escaping in a query.
         Some(w) => format!("/drain?window={}ms", w.as_millis()),
         None => "/drain".to_owned(),
     };
-    let (status, body) = match call(addr, "POST", &path).await? {
+    let (status, body) = match call(addr, "POST", &path, token).await? {
         Some(answer) => answer,
         None => bail!("no gateway admin port at {addr} (connection refused)"),
     };
     if status != 202 {
-        let hint = if status == 404 || status == 405 {
-            ": is it a gateway's admin port? (fanout's and the history sink's have no drain)"
-        } else {
-            ""
+        let hint = match status {
+            404 | 405 => {
+                ": is it a gateway's admin port? (fanout's and the history sink's have no drain)"
+            }
+            401 if token.is_none() => {
+                ": give the gateway's admin token (--admin-token or NEARBY_ADMIN_TOKEN)"
+            }
+            _ => "",
         };
         bail!(
             "gateway at {addr} refused the drain: {status} {}{hint}",
@@ -181,7 +193,7 @@ async fn wait(addr: &str, timeout: Duration, out: &mut impl Write) -> anyhow::Re
 }
 
 async fn readiness(addr: &str) -> anyhow::Result<Readiness> {
-    let Some((status, body)) = call(addr, "GET", "/readyz").await? else {
+    let Some((status, body)) = call(addr, "GET", "/readyz", None).await? else {
         return Ok(Readiness::Gone);
     };
     let text = body.trim();
@@ -204,9 +216,14 @@ async fn readiness(addr: &str) -> anyhow::Result<Readiness> {
 /// One HTTP/1.1 request on a fresh connection: `None` if the connection is refused, else the
 /// status (0 if the connection closed without an answer, or was reset while the server closes
 /// down) and the body.
-async fn call(addr: &str, method: &str, path: &str) -> anyhow::Result<Option<(u16, String)>> {
+async fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<Option<(u16, String)>> {
     use std::io::ErrorKind;
-    match nearby_common::http::request(addr, method, path, None, "", CALL_TIMEOUT).await {
+    match nearby_common::http::request(addr, method, path, token, "", CALL_TIMEOUT).await {
         Ok(answer) => Ok(Some(answer)),
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(None),
         Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {

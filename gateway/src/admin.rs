@@ -1,5 +1,6 @@
 //! The operators' port: liveness, readiness and Prometheus metrics (the admin router every stage
-//! shares, [`nearby_common::admin`]), and the gateway's own `POST /drain`.
+//! shares, [`nearby_common::admin`]), and the gateway's own `POST /drain`, which needs the
+//! admin token (`Authorization: Bearer $NEARBY_ADMIN_TOKEN`; 403 while none is configured).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,7 +8,7 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::extract::Query;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use nearby_common::admin::AdminView;
 use serde::Deserialize;
@@ -30,8 +31,12 @@ struct DrainParams {
 /// Starts draining (or reports the drain already under way): 202 and what will happen.
 async fn drain(
     State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
     Query(params): Query<DrainParams>,
 ) -> (StatusCode, axum::Json<serde_json::Value>) {
+    if let Err(refused) = authorize(gw.config.admin_token.as_deref(), &headers) {
+        return refused;
+    }
     let window = match params.window.as_deref().map(humantime::parse_duration) {
         None => None,
         Some(Ok(w)) if w <= crate::drain::MAX_WINDOW => Some(w),
@@ -54,6 +59,46 @@ async fn drain(
         "grace_ms": gw.drain.grace.as_millis() as u64,
     });
     (StatusCode::ACCEPTED, axum::Json(body))
+}
+
+/// Lets a call through when it carries the configured admin token; otherwise the answer: 403
+/// while no token is configured, 401 for a missing or wrong one.
+fn authorize(
+    configured: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, axum::Json<serde_json::Value>)> {
+    let refuse = |status, code, message: &str| {
+        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        Err((status, axum::Json(body)))
+    };
+    let Some(configured) = configured.filter(|t| !t.is_empty()) else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "no admin token is configured (NEARBY_ADMIN_TOKEN): this call is disabled",
+        );
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(nearby_common::auth::bearer);
+    // Compared in constant time: the answer's timing must not tell how much of a guess was
+    // right.
+    match given {
+        Some(given)
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                given.as_bytes(),
+                configured.as_bytes(),
+            )) =>
+        {
+            Ok(())
+        }
+        _ => refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this call needs `Authorization: Bearer <admin token>`",
+        ),
+    }
 }
 
 impl AdminView for Gateway {

@@ -13,7 +13,9 @@ use nearby_ingest::{IngestConfig, RateLimit, ReportOptions, ValidationLimits};
 #[command(
     name = "nearby-gateway",
     version,
-    about = "WebSocket and REST gateway of Nearby Friends"
+    about = "WebSocket and REST gateway of Nearby Friends",
+    // A setting given twice takes the last value (tests add to a default command line).
+    args_override_self = true
 )]
 pub struct GatewayConfig {
     /// This gateway's id: names its delivery topic `<prefix>.deliveries.<id>`.
@@ -78,6 +80,11 @@ pub struct GatewayConfig {
     /// still taken) before it closes the socket with 1001.
     #[arg(long, env = "NEARBY_DRAIN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain_grace: Duration,
+
+    /// The bearer token the admin port's calls that change something (`POST /drain`) require.
+    /// Unset, those calls answer 403: nobody can drain this gateway through its port.
+    #[arg(long, env = "NEARBY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 
     /// Frames per second a connection may send, sustained (all frame types).
     #[arg(long, env = "NEARBY_FRAME_RATE", default_value_t = 10.0)]

@@ -76,6 +76,8 @@ async fn drain_with_wait_reports_the_drain_and_returns_once_the_gateway_stopped(
                 "--window",
                 "1s",
                 "--wait",
+                "--admin-token",
+                nearby_testkit::ADMIN_TOKEN,
             ])
             .output(),
     )

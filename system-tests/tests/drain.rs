@@ -211,7 +211,7 @@ async fn draining_moves_every_client_to_the_other_gateway_and_loses_no_report() 
         gw_a.admin,
         "POST",
         &format!("/drain?window={}s", WINDOW.as_secs()),
-        None,
+        Some(nearby_testkit::ADMIN_TOKEN),
         None,
     )
     .await;

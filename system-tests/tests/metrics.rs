@@ -216,7 +216,14 @@ async fn fanout_metrics_parse_and_count_events_and_deliveries() {
     assert_eq!(get(&before_drain, "nearby_gateway_draining{}"), 0.0);
     // Both clients read their sockets: nothing waits in their queues.
     assert_eq!(get(&before_drain, "nearby_gateway_outbox_frames{}"), 0.0);
-    let (status, _) = http(gw.admin, "POST", "/drain?window=1s", None, None).await;
+    let (status, _) = http(
+        gw.admin,
+        "POST",
+        "/drain?window=1s",
+        Some(nearby_testkit::ADMIN_TOKEN),
+        None,
+    )
+    .await;
     assert_eq!(status, 202);
     ca.next_of("reconnect", 10).await.expect("reconnect");
     cb.next_of("reconnect", 10).await.expect("reconnect");

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::client::{Client, http};
 use crate::names::{topic_prefix, unique};
 use crate::stage::{TestStage, args};
-use crate::tokens::{SECRET, token};
+use crate::tokens::{ADMIN_TOKEN, SECRET, token};
 
 /// How long a stage may take to be ready (a gateway creates tables; fanout rebuilds its table).
 pub const READY: Duration = Duration::from_secs(60);
@@ -52,6 +52,7 @@ impl<S: Stage> TestGateway<S> {
         let own = [
             format!("--gateway-id={id}"),
             format!("--jwt-secret={SECRET}"),
+            format!("--admin-token={ADMIN_TOKEN}"),
         ];
         let args = args("nearby-gateway", prefix, keyspace, &own, extra);
         let TestStage {

@@ -34,4 +34,4 @@ pub use nearby_common::clock::now_ms;
 pub use sink::SinkNames;
 pub use stack::{brokers, cql_nodes, redis_url};
 pub use stage::TestStage;
-pub use tokens::{SECRET, token};
+pub use tokens::{ADMIN_TOKEN, SECRET, token};

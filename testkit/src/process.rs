@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::gateway::READY;
 use crate::names::{topic_prefix, unique};
 use crate::stack::{brokers, redis_url};
-use crate::tokens::SECRET;
+use crate::tokens::{ADMIN_TOKEN, SECRET};
 
 /// One of the workspace's binaries, from the target directory of the running test executable
 /// (`target/<profile>/deps/<test>` → `target/<profile>/<name>`). `cargo test --workspace`
@@ -194,6 +194,7 @@ impl System {
         args.extend([
             format!("--gateway-id={id}"),
             format!("--jwt-secret={SECRET}"),
+            format!("--admin-token={ADMIN_TOKEN}"),
             format!("--listen={addr}"),
         ]);
         args.extend_from_slice(extra);
