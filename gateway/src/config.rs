@@ -38,6 +38,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
+    /// Most sockets one user may hold on this gateway at once; the upgrade beyond gets 429
+    /// `too_many_sockets`.
+    #[arg(long, env = "NEARBY_MAX_SOCKETS_PER_USER", default_value_t = 5)]
+    pub max_sockets_per_user: u32,
+
     /// Largest text frame accepted, bytes; a larger one (up to the hard limit) gets an
     /// `error` `frame_too_large` and is dropped.
     #[arg(long, env = "NEARBY_MAX_FRAME_BYTES", default_value_t = 4096)]
@@ -173,8 +178,12 @@ impl GatewayConfig {
         if self.max_frame_bytes == 0 || self.max_frame_bytes > self.hard_frame_bytes {
             problems.push("NEARBY_MAX_FRAME_BYTES must be between 1 and NEARBY_HARD_FRAME_BYTES");
         }
-        if self.outbox_capacity == 0 || self.max_connections == 0 || self.page_size == 0 {
-            problems.push("NEARBY_OUTBOX_CAPACITY, NEARBY_MAX_CONNECTIONS and NEARBY_PAGE_SIZE must be positive");
+        if self.outbox_capacity == 0
+            || self.max_connections == 0
+            || self.max_sockets_per_user == 0
+            || self.page_size == 0
+        {
+            problems.push("NEARBY_OUTBOX_CAPACITY, NEARBY_MAX_CONNECTIONS, NEARBY_MAX_SOCKETS_PER_USER and NEARBY_PAGE_SIZE must be positive");
         }
         if !(self.frame_rate > 0.0 && self.frame_burst >= 1.0) {
             problems.push("NEARBY_FRAME_RATE must be positive and NEARBY_FRAME_BURST at least 1");

@@ -26,6 +26,7 @@ mod serve;
 pub mod session;
 mod state;
 pub mod upgrade;
+pub mod user_sockets;
 pub mod users;
 pub mod writer;
 pub mod wsframe;

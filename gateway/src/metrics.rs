@@ -33,6 +33,8 @@ pub struct Metrics {
     pub produce_queue: Gauge<i64>,
     /// Frames waiting in the clients' queues, all connections (set when scraped).
     pub outbox_frames: Gauge<i64>,
+    /// WebSocket upgrades refused by a limit, by `reason` (`too_many_sockets`).
+    pub upgrades_refused: Family<Label, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,6 +54,7 @@ impl Default for Metrics {
             delivery_stats: Default::default(),
             produce_queue: Gauge::default(),
             outbox_frames: Gauge::default(),
+            upgrades_refused: Family::default(),
         };
         registry.register("connections", "Sockets open", m.connections.clone());
         registry.register(
@@ -100,6 +103,11 @@ impl Default for Metrics {
             "Frames waiting in the clients' queues (at most NEARBY_OUTBOX_CAPACITY each)",
             m.outbox_frames.clone(),
         );
+        registry.register(
+            "upgrades_refused",
+            "WebSocket upgrades refused by a limit, by reason",
+            m.upgrades_refused.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -113,6 +121,11 @@ impl Metrics {
                 ("result", result.to_owned()),
             ])
             .inc();
+    }
+
+    /// Counts an upgrade refused for `reason`.
+    pub fn upgrade_refused(&self, reason: &str) {
+        Self::count(&self.upgrades_refused, "reason", reason, 1);
     }
 
     /// Counts `n` of something in a one-label family.

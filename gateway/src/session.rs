@@ -91,7 +91,8 @@ pub async fn run(
     socket: TcpStream,
     early: Bytes,
     user: UserId,
-    _permit: OwnedSemaphorePermit,
+    // The gateway's connection permit and the user's socket slot, given back at the end.
+    _held: (OwnedSemaphorePermit, crate::user_sockets::SocketSlot),
 ) {
     let session_id = uuid::Uuid::new_v4().simple().to_string();
     tracing::Span::current()
@@ -201,10 +202,14 @@ pub async fn run(
                 last_seen = Instant::now();
                 let next = match msg {
                     Some(Ok(Message::Text(text))) => Box::pin(on_text(&gw, &conn, &mut state, user, text.as_str())).await,
-                    Some(Ok(Message::Binary(_))) => {
+                    // Every frame counts against the budget, whatever its type.
+                    Some(Ok(Message::Binary(_))) => over_budget(&gw, &conn, &mut state).unwrap_or_else(|| {
                         reply(&conn, ServerFrame::error(codes::BINARY_NOT_SUPPORTED, "frames are JSON text"))
+                    }),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        over_budget(&gw, &conn, &mut state).unwrap_or(Ok(Next::Continue))
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(Next::Continue),
+                    Some(Ok(Message::Frame(_))) => Ok(Next::Continue),
                     Some(Ok(Message::Close(_))) | None => break None,
                     Some(Err(e)) => {
                         // The transport refused the frame (over the hard size limit) or broke.
@@ -280,6 +285,19 @@ async fn close_handshake<S, R>(
 }
 
 /// Counts a rate-limit rejection; past the tolerance, the connection closes.
+/// Takes one frame from the budget; when it is spent, the answer to the frame (dropped, counted
+/// towards a flood).
+fn over_budget(gw: &Gateway, conn: &Connection, state: &mut State) -> Option<Result<Next, ()>> {
+    if state.budget.take() {
+        return None;
+    }
+    let msg = format!(
+        "more than {} frames per second: frame dropped",
+        gw.config.frame_rate
+    );
+    Some(over_limit(gw, conn, state, msg))
+}
+
 fn over_limit(
     gw: &Gateway,
     conn: &Connection,
@@ -303,12 +321,8 @@ async fn on_text(
     text: &str,
 ) -> Result<Next, ()> {
     let cfg = &gw.config;
-    if !state.budget.take() {
-        let msg = format!(
-            "more than {} frames per second: frame dropped",
-            cfg.frame_rate
-        );
-        return over_limit(gw, conn, state, msg);
+    if let Some(refused) = over_budget(gw, conn, state) {
+        return refused;
     }
     if text.len() > cfg.max_frame_bytes {
         let msg = format!(

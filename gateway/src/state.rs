@@ -42,6 +42,8 @@ pub struct Gateway {
     pub registry: Arc<registry::Registry>,
     /// One permit per connection.
     pub connections: Arc<Semaphore>,
+    /// Sockets per user (at most `NEARBY_MAX_SOCKETS_PER_USER` each).
+    pub user_sockets: Arc<crate::user_sockets::UserSockets>,
     /// Cancelled to stop everything.
     pub shutdown: CancellationToken,
     /// Taking the gateway out of service: `reconnect` to every client, then stop.
@@ -138,6 +140,7 @@ impl Gateway {
             upload_limiter: RateLimiter::new(config.upload_rate_limit()),
             registry: Arc::default(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            user_sockets: Arc::default(),
             shutdown: CancellationToken::new(),
             drain: drain::Drain::new(config.drain_window, config.drain_grace),
             deliveries_ready: Arc::default(),

@@ -26,6 +26,7 @@ use crate::upgrade::WsUpgrade;
         (status = 101, description = "Switching protocols: the socket is open"),
         (status = 400, description = "Not a valid WebSocket upgrade request (plain text body)", body = String, content_type = "text/plain"),
         (status = 401, description = "`unauthorized`: no token, a bad signature or an expired token", body = ErrorBody),
+        (status = 429, description = "`too_many_sockets`: this user holds `NEARBY_MAX_SOCKETS_PER_USER` sockets on this gateway already", body = ErrorBody),
         (status = 426, description = "The connection cannot be upgraded (plain text body)", body = String, content_type = "text/plain"),
         (status = 503, description = "`full` (this gateway holds all the connections it can), `draining` (it is shutting down) or `unavailable` (a store did not answer): connect again, with backoff", body = ErrorBody),
     ),
@@ -50,6 +51,17 @@ pub async fn ws(
             "this gateway is draining: connect again (to another gateway)",
         ));
     }
-    Ok(upgrade
-        .on_upgrade(move |socket, early| crate::session::run(gw, socket, early, user, permit)))
+    let max = gw.config.max_sockets_per_user;
+    let Some(slot) = gw.user_sockets.try_take(user, max) else {
+        gw.metrics.upgrade_refused("too_many_sockets");
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sockets",
+            format!("this user already holds {max} sockets on this gateway: close one first"),
+        ));
+    };
+    // The permit and the slot live as long as the session: both come back when it ends.
+    Ok(upgrade.on_upgrade(move |socket, early| {
+        crate::session::run(gw, socket, early, user, (permit, slot))
+    }))
 }
