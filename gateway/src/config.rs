@@ -38,6 +38,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
+    /// An HTTP connection that has not sent a whole request head this long after it opened
+    /// (or after its last answer) is closed: half-sent requests, slowloris, idle keep-alives.
+    #[arg(long, env = "NEARBY_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
+
     /// Most sockets one user may hold on this gateway at once; the upgrade beyond gets 429
     /// `too_many_sockets`.
     #[arg(long, env = "NEARBY_MAX_SOCKETS_PER_USER", default_value_t = 5)]
@@ -184,6 +189,9 @@ impl GatewayConfig {
             || self.page_size == 0
         {
             problems.push("NEARBY_OUTBOX_CAPACITY, NEARBY_MAX_CONNECTIONS, NEARBY_MAX_SOCKETS_PER_USER and NEARBY_PAGE_SIZE must be positive");
+        }
+        if self.http_header_timeout.is_zero() {
+            problems.push("NEARBY_HTTP_HEADER_TIMEOUT must be positive");
         }
         if !(self.frame_rate > 0.0 && self.frame_burst >= 1.0) {
             problems.push("NEARBY_FRAME_RATE must be positive and NEARBY_FRAME_BURST at least 1");

@@ -102,6 +102,7 @@ async fn serve(
         gw.router(),
         shutdown.clone(),
         Duration::from_secs(5),
+        gw.config.http_header_timeout,
     );
     let admin = axum::serve(admin_listener, admin::router(gw.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());

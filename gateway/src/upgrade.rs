@@ -115,7 +115,9 @@ impl WsUpgrade {
 }
 
 /// Serves `router` on `listener` over HTTP/1.1 with upgrades until `stop`; then lets the
-/// requests in progress finish (at most `grace`). Upgraded sockets are the sessions' own and
+/// requests in progress finish (at most `grace`). A connection that has not sent a whole
+/// request head `header_timeout` after it opened or after its last answer (a half-sent
+/// request, a slowloris, an idle keep-alive) is closed: each one holds a socket and a task. Upgraded sockets are the sessions' own and
 /// end with them. TCP_NODELAY is set on every socket: a frame is a whole message for a screen,
 /// and Nagle's algorithm would hold a second frame behind the first until the phone's (delayed)
 /// ACK, up to 40 ms later.
@@ -124,10 +126,14 @@ pub async fn serve(
     router: Router,
     stop: CancellationToken,
     grace: Duration,
+    header_timeout: Duration,
 ) -> std::io::Result<()> {
     // Every HTTP connection's task, to wait for (bounded) at the stop.
     let connections = TaskTracker::new();
-    let http = hyper::server::conn::http1::Builder::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // Without a timer hyper applies no header timeout at all.
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
     loop {
         let (tcp, _) = tokio::select! {
             () = stop.cancelled() => break,

@@ -1,6 +1,7 @@
-//! Limits on the socket door: sockets per user (429 `too_many_sockets` beyond, a slot back
-//! when a socket closes), and the frame budget counting every frame, binary, ping and pong
-//! included, so no frame type floods the gateway for free.
+//! Limits on the client port: sockets per user (429 `too_many_sockets` beyond, a slot back
+//! when a socket closes), the frame budget counting every frame, binary, ping and pong
+//! included, so no frame type floods the gateway for free, and the HTTP header timeout that
+//! closes half-sent requests.
 
 use futures::SinkExt;
 use nearby_testkit::client::{get, sample};
@@ -89,5 +90,33 @@ async fn pings_and_binary_frames_count_against_the_frame_budget_and_a_flood_of_t
     }
     assert_eq!((binary, limited, flood), (5, 3, 1));
     assert_eq!(c.close_code(5).await, Some(1008));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_half_sent_request_is_closed_after_the_header_timeout_and_a_whole_one_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = TestGateway::start(&["--http-header-timeout=1s"]).await;
+    let mut slow = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // Closed by the gateway well before the 10 s this test waits at most.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(_))), "still open: {read:?}");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "answered"
+    );
+    // The same request sent whole, on time, is answered.
+    let (status, _) = get(gw.addr, "/v1/openapi.json").await;
+    assert_eq!(status, 200);
     gw.stop().await;
 }

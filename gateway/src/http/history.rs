@@ -263,8 +263,7 @@ pub async fn get_history(
         (status = 200, description = "A page", body = HistoryPage),
         (status = 400, description = "`bad_user_id` (not a decimal id), `bad_range`, `bad_limit`, `bad_cursor` or `bad_query` (as for `/v1/me/history`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another user's history", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        (status = 403, description = "`forbidden`: any id but the caller's, whether or not such a user exists", body = ErrorBody),
         (status = 503, description = "`unavailable`: a store did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -276,19 +275,14 @@ pub async fn get_user_history(
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let owner = user_id_param(&id)?;
+    // The same answer for every other id, existing or not: it must not tell which ids are
+    // users (nothing is looked up).
     if owner != user {
-        return Err(match gw.users.profile(owner).await? {
-            Some(_) => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "a history is shown only to its owner",
-            ),
-            None => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("user {owner} not found"),
-            ),
-        });
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a history is shown only to its owner",
+        ));
     }
     history_page(&gw, user, query).await
 }
