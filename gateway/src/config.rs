@@ -140,6 +140,24 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_UPLOAD_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
     pub upload_max_age: Duration,
 
+    /// Authenticated HTTP calls (the WebSocket upgrade included) a user may make at once: the
+    /// per-user token bucket's size. Over it: 429 `rate_limited` with `Retry-After`.
+    #[arg(long, env = "NEARBY_API_RATE_BURST", default_value_t = 100)]
+    pub api_rate_burst: u32,
+
+    /// Authenticated HTTP calls per second per user, sustained.
+    #[arg(long, env = "NEARBY_API_RATE_PER_SEC", default_value_t = 20.0)]
+    pub api_rate_per_sec: f64,
+
+    /// Times a user may turn sharing on at once (each turn costs fanout a pass over the
+    /// user's friends). Turning it off is never limited: a privacy choice always goes through.
+    #[arg(long, env = "NEARBY_SHARING_RATE_BURST", default_value_t = 5)]
+    pub sharing_rate_burst: u32,
+
+    /// Times per second a user may turn sharing on, sustained (0.1: one every 10 s).
+    #[arg(long, env = "NEARBY_SHARING_RATE_PER_SEC", default_value_t = 0.1)]
+    pub sharing_rate_per_sec: f64,
+
     /// Upload requests a user may send at once (the per-user token bucket's size); every
     /// request counts, whatever its answer.
     #[arg(long, env = "NEARBY_UPLOAD_RATE_BURST", default_value_t = 10)]
@@ -190,6 +208,14 @@ impl GatewayConfig {
         {
             problems.push("NEARBY_OUTBOX_CAPACITY, NEARBY_MAX_CONNECTIONS, NEARBY_MAX_SOCKETS_PER_USER and NEARBY_PAGE_SIZE must be positive");
         }
+        let positive = |burst: u32, rate: f64| burst > 0 && rate > 0.0 && rate.is_finite();
+        if !positive(self.api_rate_burst, self.api_rate_per_sec) {
+            problems.push("NEARBY_API_RATE_BURST and NEARBY_API_RATE_PER_SEC must be positive");
+        }
+        if !positive(self.sharing_rate_burst, self.sharing_rate_per_sec) {
+            problems
+                .push("NEARBY_SHARING_RATE_BURST and NEARBY_SHARING_RATE_PER_SEC must be positive");
+        }
         if self.http_header_timeout.is_zero() {
             problems.push("NEARBY_HTTP_HEADER_TIMEOUT must be positive");
         }
@@ -237,6 +263,25 @@ impl GatewayConfig {
     }
 
     /// The per-user limit on upload requests.
+    /// The per-user limit of authenticated HTTP calls.
+    pub fn api_rate_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.api_rate_burst,
+            per_second: self.api_rate_per_sec,
+            max_users: self.ingest.ingest_rate_max_users,
+        }
+    }
+
+    /// The per-user limit of turning sharing on.
+    pub fn sharing_rate_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.sharing_rate_burst,
+            per_second: self.sharing_rate_per_sec,
+            max_users: self.ingest.ingest_rate_max_users,
+        }
+    }
+
+    /// The per-user limit of uploads.
     pub fn upload_rate_limit(&self) -> RateLimit {
         RateLimit {
             burst: self.upload_rate_burst,

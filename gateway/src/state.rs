@@ -38,6 +38,10 @@ pub struct Gateway {
     pub history: HistoryStore,
     /// Upload requests per user (`POST /v1/me/locations`).
     pub upload_limiter: RateLimiter,
+    /// Authenticated HTTP calls per user.
+    pub api_limiter: RateLimiter,
+    /// Sharing turned on, per user.
+    pub sharing_limiter: RateLimiter,
     /// Open connections.
     pub registry: Arc<registry::Registry>,
     /// One permit per connection.
@@ -138,6 +142,8 @@ impl Gateway {
             pager,
             history,
             upload_limiter: RateLimiter::new(config.upload_rate_limit()),
+            api_limiter: RateLimiter::new(config.api_rate_limit()),
+            sharing_limiter: RateLimiter::new(config.sharing_rate_limit()),
             registry: Arc::default(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             user_sockets: Arc::default(),

@@ -120,3 +120,42 @@ async fn a_half_sent_request_is_closed_after_the_header_timeout_and_a_whole_one_
     assert_eq!(status, 200);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn http_calls_are_limited_per_user_with_retry_after_and_sharing_off_always_goes_through() {
+    let gw = TestGateway::start(&[
+        "--api-rate-burst=6",
+        "--api-rate-per-sec=0.5",
+        "--sharing-rate-burst=1",
+        "--sharing-rate-per-sec=0.1",
+    ])
+    .await;
+    let (u, other) = (user(), user());
+    let call = |who: i64, method: &'static str, path: &'static str, body: Option<&'static str>| {
+        let addr = gw.addr;
+        async move { nearby_testkit::http_raw(addr, method, path, Some(&token(who)), body).await }
+    };
+    // Sharing: on once (the burst), on again refused, off always taken.
+    let on = Some(r#"{"enabled": true}"#);
+    let off = Some(r#"{"enabled": false}"#);
+    assert_eq!(call(u, "PUT", "/v1/me/sharing", on).await.status, 200);
+    let refused = call(u, "PUT", "/v1/me/sharing", on).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(refused.body.contains("rate_limited"), "{}", refused.body);
+    assert_eq!(call(u, "PUT", "/v1/me/sharing", off).await.status, 200);
+    // Three calls so far; three more spend the burst of six, the seventh is refused.
+    for _ in 0..3 {
+        assert_eq!(call(u, "GET", "/v1/me", None).await.status, 200);
+    }
+    let refused = call(u, "GET", "/v1/me", None).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(refused.body.contains("rate_limited"), "{}", refused.body);
+    let retry: u64 = refused
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After header");
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    // Another user is not counted with the first.
+    assert_eq!(call(other, "GET", "/v1/me", None).await.status, 200);
+    gw.stop().await;
+}

@@ -170,6 +170,7 @@ pub struct Sharing {
         (status = 400, description = "`bad_body`: not `{\"enabled\": bool}`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 413, description = "`too_large`: the body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: sharing turned on too often (`NEARBY_SHARING_RATE_*`; turning it off is never limited), or over the per-user call limit; `Retry-After` says when", body = ErrorBody),
         (status = 503, description = "`unavailable` (a store did not answer) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -179,6 +180,19 @@ pub async fn put_sharing(
     Caller(user): Caller,
     Body(body): Body<Sharing>,
 ) -> Result<Json<ProfileView>, ApiError> {
+    // Only turning it on is limited: turning sharing off must always go through.
+    if body.enabled
+        && let Err(limited) = gw.sharing_limiter.check(user)
+    {
+        let cfg = &gw.config;
+        return Err(super::rate_limited(
+            &format!(
+                "sharing turned on more than {} times at once, then {} a second",
+                cfg.sharing_rate_burst, cfg.sharing_rate_per_sec
+            ),
+            limited.retry_after_ms(),
+        ));
+    }
     gw.users.store().set_sharing(user, body.enabled).await?;
     gw.users.invalidate(&[user]).await;
     let kind = if body.enabled {

@@ -205,12 +205,33 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
     async fn from_request_parts(parts: &mut Parts, gw: &Arc<Gateway>) -> Result<Self, ApiError> {
         let token = token(parts).ok_or(AuthError::Missing)?;
         let user = gw.verifier.verify(&token)?;
+        // Counted before any store is asked: a flood of calls costs one bucket look-up each.
+        if let Err(limited) = gw.api_limiter.check(user) {
+            let cfg = &gw.config;
+            return Err(rate_limited(
+                &format!(
+                    "over {} calls at once, then {} a second, per user",
+                    cfg.api_rate_burst, cfg.api_rate_per_sec
+                ),
+                limited.retry_after_ms(),
+            ));
+        }
         // Just-in-time profile: known profiles come from the cache; a new one is created.
         if gw.users.profile(user).await?.is_none() {
             gw.users.store().ensure_profile(user).await?;
         }
         Ok(Self(user))
     }
+}
+
+/// 429 `rate_limited` for a call over `limit`, with `Retry-After` (whole seconds, rounded up).
+pub(crate) fn rate_limited(limit: &str, retry_after_ms: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("{limit}: retry after {retry_after_ms} ms"),
+    )
+    .with_retry_after(retry_after_ms.div_ceil(1000))
 }
 
 /// A JSON body whose rejections are the API's errors (400 for a bad body, 413 for a large one).
