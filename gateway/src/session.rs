@@ -284,7 +284,6 @@ async fn close_handshake<S, R>(
     .await;
 }
 
-/// Counts a rate-limit rejection; past the tolerance, the connection closes.
 /// Takes one frame from the budget; when it is spent, the answer to the frame (dropped, counted
 /// towards a flood).
 fn over_budget(gw: &Gateway, conn: &Connection, state: &mut State) -> Option<Result<Next, ()>> {
@@ -298,6 +297,7 @@ fn over_budget(gw: &Gateway, conn: &Connection, state: &mut State) -> Option<Res
     Some(over_limit(gw, conn, state, msg))
 }
 
+/// Counts a rate-limit rejection; past the tolerance, the connection closes.
 fn over_limit(
     gw: &Gateway,
     conn: &Connection,

@@ -25,8 +25,8 @@ use crate::upgrade::WsUpgrade;
     responses(
         (status = 101, description = "Switching protocols: the socket is open"),
         (status = 400, description = "Not a valid WebSocket upgrade request (plain text body)", body = String, content_type = "text/plain"),
-        (status = 401, description = "`unauthorized`: no token, a bad signature or an expired token", body = ErrorBody),
-        (status = 429, description = "`too_many_sockets`: this user holds `NEARBY_MAX_SOCKETS_PER_USER` sockets on this gateway already", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, a bad signature, a token expired, not valid yet, valid for too long or issued for another service", body = ErrorBody),
+        (status = 429, description = "`too_many_sockets` (this user holds `NEARBY_MAX_SOCKETS_PER_USER` sockets on this gateway already) or `rate_limited` (over the per-user call budget; `Retry-After` says when)", body = ErrorBody),
         (status = 426, description = "The connection cannot be upgraded (plain text body)", body = String, content_type = "text/plain"),
         (status = 503, description = "`full` (this gateway holds all the connections it can), `draining` (it is shutting down) or `unavailable` (a store did not answer): connect again, with backoff", body = ErrorBody),
     ),
