@@ -18,7 +18,7 @@ use crate::state::Gateway;
 /// `/healthz` (the process answers), `/readyz` (it should get traffic), `/metrics`, and
 /// `POST /drain` (take it out of service).
 pub fn router(gw: Arc<Gateway>) -> Router {
-    nearby_common::admin::router(gw.clone())
+    nearby_common::admin::router(gw.clone(), &gw.config.admin_auth)
         .merge(Router::new().route("/drain", post(drain)).with_state(gw))
 }
 
@@ -78,26 +78,14 @@ fn authorize(
             "no admin token is configured (NEARBY_ADMIN_TOKEN): this call is disabled",
         );
     };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(nearby_common::auth::bearer);
-    // Compared in constant time: the answer's timing must not tell how much of a guess was
-    // right.
-    match given {
-        Some(given)
-            if bool::from(subtle::ConstantTimeEq::ct_eq(
-                given.as_bytes(),
-                configured.as_bytes(),
-            )) =>
-        {
-            Ok(())
-        }
-        _ => refuse(
+    if nearby_common::admin::bearer_matches(headers, configured) {
+        Ok(())
+    } else {
+        refuse(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "this call needs `Authorization: Bearer <admin token>`",
-        ),
+        )
     }
 }
 

@@ -34,6 +34,10 @@ pub struct GatewayConfig {
     )]
     pub admin_listen: SocketAddr,
 
+    /// Who may read `/metrics` on the admin port.
+    #[command(flatten)]
+    pub admin_auth: nearby_common::admin::AdminAuth,
+
     /// Most sockets held at once; further upgrades get 503.
     #[arg(long, env = "NEARBY_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,

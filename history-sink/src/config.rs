@@ -60,6 +60,10 @@ pub struct SinkConfig {
     #[arg(long, env = "NEARBY_CQL_REPLICATION", default_value_t = 1)]
     pub replication: u32,
 
+    /// Who may read `/metrics` on the admin port.
+    #[command(flatten)]
+    pub admin_auth: nearby_common::admin::AdminAuth,
+
     /// Where the stack is.
     #[command(flatten)]
     pub stack: StackArgs,

@@ -114,6 +114,7 @@ impl Stage for HistorySink {
         let admin_task = tokio::spawn(nearby_common::admin::serve(
             listeners.admin,
             self.status.clone(),
+            self.config.admin_auth.clone(),
             admin_stop.clone(),
         ));
         info!(%topic, group = %self.config.group_id, keyspace = %stack.cql_keyspace, "history sink started");

@@ -233,3 +233,23 @@ async fn fanout_metrics_parse_and_count_events_and_deliveries() {
     fanout.stop().await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn with_a_metrics_token_metrics_need_it_and_health_and_readiness_stay_open() {
+    let token = "metrics-test-token";
+    let flag = format!("--metrics-token={token}");
+    let (gw, fanout) = nearby_system_tests::system(&[&flag], &[&flag]).await;
+    for admin in [gw.admin, fanout.admin] {
+        let (status, body) = nearby_testkit::client::get(admin, "/metrics").await;
+        assert_eq!(status, 401, "{body}");
+        let (status, _) = http(admin, "GET", "/metrics", Some("a-wrong-token"), None).await;
+        assert_eq!(status, 401);
+        let page = http_raw(admin, "GET", "/metrics", Some(token), None).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("# TYPE"), "{}", page.body);
+        assert_eq!(nearby_testkit::client::get(admin, "/healthz").await.0, 200);
+        assert_eq!(nearby_testkit::client::get(admin, "/readyz").await.0, 200);
+    }
+    fanout.stop().await;
+    gw.stop().await;
+}

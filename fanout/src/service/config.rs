@@ -25,6 +25,10 @@ pub struct FanoutServiceConfig {
     )]
     pub admin_listen: SocketAddr,
 
+    /// Who may read `/metrics` on the admin port.
+    #[command(flatten)]
+    pub admin_auth: nearby_common::admin::AdminAuth,
+
     /// The product rules (radius, TTL).
     #[command(flatten)]
     pub rules: nearby_common::RulesArgs,

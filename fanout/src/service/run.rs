@@ -101,6 +101,7 @@ impl Stage for FanoutService {
         let admin_task = tokio::spawn(nearby_common::admin::serve(
             listeners.admin,
             self.status.clone(),
+            self.config.admin_auth.clone(),
             shutdown.clone(),
         ));
 
