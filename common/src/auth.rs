@@ -28,8 +28,8 @@ const LEEWAY_S: u64 = 5;
 /// How tokens are checked. With a public key file, RS256 only; otherwise HS256 with the secret.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthArgs {
-    /// HS256 shared secret for tokens (ignored when a public key is given). Change it outside
-    /// development: the default is public.
+    /// HS256 shared secret for tokens (ignored when a public key is given), at least 32 bytes.
+    /// The default is public: accepted in development mode (`NEARBY_DEV`) only.
     #[arg(long, env = "NEARBY_JWT_SECRET", default_value = DEV_SECRET, hide_env_values = true)]
     pub jwt_secret: String,
 
