@@ -16,23 +16,30 @@ pub fn cpu_secs(pid: &str) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
-/// CPU seconds of each thread of a process still running, summed by thread name (`comm`,
-/// e.g. `tokio-rt-worker`, `rdk:broker1`), from /proc/PID/task/*/stat.
+/// Each thread of a process still running: its name (`comm`, e.g. `tokio-rt-worker`,
+/// `rdk:broker1`) and its `PID/task/TID` (for [`cpu_secs`] and [`switches`]).
+fn threads(pid: &str) -> Vec<(String, String)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let task = format!("{pid}/task/{}", task.file_name().to_str()?);
+            let comm = std::fs::read_to_string(format!("/proc/{task}/comm")).ok()?;
+            Some((comm.trim_end().to_owned(), task))
+        })
+        .collect()
+}
+
+/// CPU seconds of each thread of a process still running, summed by thread name, from
+/// /proc/PID/task/*/stat.
 pub fn thread_cpu_secs(pid: &str) -> std::collections::BTreeMap<String, f64> {
     let mut by_name = std::collections::BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return by_name;
-    };
-    for task in tasks.flatten() {
-        let tid = task.file_name();
-        let Some(tid) = tid.to_str() else { continue };
-        let (Ok(comm), Some(cpu)) = (
-            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")),
-            cpu_secs(&format!("{pid}/task/{tid}")),
-        ) else {
-            continue;
-        };
-        *by_name.entry(comm.trim_end().to_owned()).or_insert(0.0) += cpu;
+    for (name, task) in threads(pid) {
+        if let Some(cpu) = cpu_secs(&task) {
+            *by_name.entry(name).or_insert(0.0) += cpu;
+        }
     }
     by_name
 }
@@ -58,20 +65,11 @@ pub fn switches(pid: &str) -> Option<(u64, u64)> {
 /// [`switches`] of each thread of a process still running, summed by thread name.
 pub fn thread_switches(pid: &str) -> std::collections::BTreeMap<String, (u64, u64)> {
     let mut by_name = std::collections::BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return by_name;
-    };
-    for task in tasks.flatten() {
-        let tid = task.file_name();
-        let Some(tid) = tid.to_str() else { continue };
-        let (Ok(comm), Some((vol, invol))) = (
-            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")),
-            switches(&format!("{pid}/task/{tid}")),
-        ) else {
-            continue;
-        };
-        let entry = by_name.entry(comm.trim_end().to_owned()).or_insert((0, 0));
-        *entry = (entry.0 + vol, entry.1 + invol);
+    for (name, task) in threads(pid) {
+        if let Some((vol, invol)) = switches(&task) {
+            let entry = by_name.entry(name).or_insert((0, 0));
+            *entry = (entry.0 + vol, entry.1 + invol);
+        }
     }
     by_name
 }

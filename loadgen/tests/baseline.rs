@@ -10,19 +10,32 @@ struct Cli {
     args: BaselineArgs,
 }
 
+/// Runs the baseline on `people` people (20 friends each, a 20 km city, a report a second) for
+/// `secs` seconds with `extra` flags; returns its result and the directory it wrote to.
+fn run(
+    name: &str,
+    people: u32,
+    secs: u32,
+    extra: &[&str],
+) -> (baseline::BaselineResult, std::path::PathBuf) {
+    let out = std::env::temp_dir().join(format!("loadgen-{name}-{}", std::process::id()));
+    let mut flags = vec![
+        "baseline".to_owned(),
+        format!("--people={people}"),
+        "--degree=20".to_owned(),
+        "--side-km=20".to_owned(),
+        "--interval=1s".to_owned(),
+        format!("--duration={secs}s"),
+        format!("--out={}", out.display()),
+    ];
+    flags.extend(extra.iter().map(|f| (*f).to_owned()));
+    let cli = Cli::parse_from(flags);
+    (baseline::run(&cli.args).expect("baseline runs"), out)
+}
+
 #[test]
 fn the_baseline_publishes_filters_and_counts() {
-    let out = std::env::temp_dir().join(format!("loadgen-baseline-{}", std::process::id()));
-    let cli = Cli::parse_from([
-        "baseline",
-        "--people=300",
-        "--degree=20",
-        "--side-km=20",
-        "--interval=1s",
-        "--duration=4s",
-        &format!("--out={}", out.display()),
-    ]);
-    let r = baseline::run(&cli.args).expect("baseline runs");
+    let (r, out) = run("baseline", 300, 4, &[]);
     println!("{}", serde_json::to_string_pretty(&r).unwrap());
     // Everyone reported about every second for four seconds.
     assert!(r.published >= 300 * 3, "{r:?}");
@@ -36,18 +49,7 @@ fn the_baseline_publishes_filters_and_counts() {
 
 #[test]
 fn with_push_every_delivery_is_written_to_its_recipients_socket() {
-    let out = std::env::temp_dir().join(format!("loadgen-baseline-push-{}", std::process::id()));
-    let cli = Cli::parse_from([
-        "baseline",
-        "--people=200",
-        "--degree=20",
-        "--side-km=20",
-        "--interval=1s",
-        "--duration=3s",
-        "--push",
-        &format!("--out={}", out.display()),
-    ]);
-    let r = baseline::run(&cli.args).expect("baseline runs");
+    let (r, out) = run("baseline-push", 200, 3, &["--push"]);
     assert!(r.push && r.delivered > 0, "{r:?}");
     // A friend_location frame is over 100 bytes: every delivery was written.
     assert!(r.pushed_bytes >= r.delivered * 100, "{r:?}");
@@ -56,19 +58,7 @@ fn with_push_every_delivery_is_written_to_its_recipients_socket() {
 
 #[test]
 fn with_intake_every_report_is_taken_from_its_socket_checked_and_published() {
-    let out = std::env::temp_dir().join(format!("loadgen-baseline-intake-{}", std::process::id()));
-    let cli = Cli::parse_from([
-        "baseline",
-        "--people=200",
-        "--degree=20",
-        "--side-km=20",
-        "--interval=1s",
-        "--duration=3s",
-        "--push",
-        "--intake",
-        &format!("--out={}", out.display()),
-    ]);
-    let r = baseline::run(&cli.args).expect("baseline runs");
+    let (r, out) = run("baseline-intake", 200, 3, &["--push", "--intake"]);
     // Every report a phone wrote reached its server, passed the gateway's checks and was
     // published: nothing refused, nothing lost.
     assert!(r.intake && r.published >= 200 * 2, "{r:?}");

@@ -85,17 +85,14 @@ pub struct UploadResult {
 fn upload_limited(gw: &Gateway, retry_after_ms: u64) -> ApiError {
     let cfg = &gw.config;
     let every = Duration::from_millis((1000.0 / cfg.upload_rate_per_sec).round() as u64);
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!(
-            "over the upload limit of {} requests at once, then one every {} per user: retry \
-             after {retry_after_ms} ms",
+    super::rate_limited(
+        &format!(
+            "over the upload limit of {} requests at once, then one every {} per user",
             cfg.upload_rate_burst,
             humantime::format_duration(every),
         ),
+        retry_after_ms,
     )
-    .with_retry_after(retry_after_ms.div_ceil(1000))
 }
 
 /// `POST /v1/me/locations`: a batch of positions, each checked and stored on its own.

@@ -20,17 +20,12 @@ const CACHE_TTL_S: u64 = 600;
 /// The largest frame a server takes (as the gateway's `NEARBY_MAX_FRAME_BYTES`).
 const MAX_FRAME_BYTES: usize = 4096;
 
-/// A client frame, as the gateway parses it (only `location` is sent here).
+/// A client frame: a `type` tag and, for `location`, the ingest crate's own [`Report`] (the
+/// fields the gateway reads; only `location` is sent here).
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 enum ClientFrame {
-    Location {
-        lat: f64,
-        lon: f64,
-        ts: i64,
-        #[serde(default)]
-        accuracy_m: Option<f64>,
-    },
+    Location(Report),
 }
 
 /// What the intake counted, over all sockets.
@@ -84,18 +79,8 @@ impl Intake {
 
     /// Parses, checks, caches and publishes one report.
     async fn take(&mut self, payload: &[u8]) -> anyhow::Result<()> {
-        let ClientFrame::Location {
-            lat,
-            lon,
-            ts,
-            accuracy_m,
-        } = serde_json::from_slice(payload)?;
-        let report = Report {
-            lat,
-            lon,
-            ts,
-            accuracy_m,
-        };
+        let ClientFrame::Location(report) = serde_json::from_slice(payload)?;
+        let Report { lat, lon, ts, .. } = report;
         let received_us = nearby_common::clock::now_us();
         report
             .validate(received_us / 1000, &ValidationLimits::LIVE)
