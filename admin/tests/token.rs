@@ -13,8 +13,8 @@ fn token(args: &[&str]) -> std::process::Output {
         .expect("runs")
 }
 
-#[test]
-fn minted_token_verifies_as_the_user() {
+#[tokio::test]
+async fn minted_token_verifies_as_the_user() {
     let out = token(&["--user", "42", "--jwt-secret", "s3cret"]);
     assert!(
         out.status.success(),
@@ -22,15 +22,14 @@ fn minted_token_verifies_as_the_user() {
         String::from_utf8_lossy(&out.stderr)
     );
     let jwt = String::from_utf8(out.stdout).expect("utf-8");
-    assert_eq!(Verifier::hs256(b"s3cret").verify(jwt.trim()), Ok(42));
-    assert_eq!(
-        Verifier::hs256(b"other").verify(jwt.trim()),
-        Err(AuthError::Invalid)
-    );
+    let right = Verifier::hs256(b"s3cret").expect("secret");
+    assert_eq!(right.verify(jwt.trim()).await, Ok(42));
+    let other = Verifier::hs256(b"other").expect("secret");
+    assert_eq!(other.verify(jwt.trim()).await, Err(AuthError::Invalid));
 }
 
-#[test]
-fn rs256_token_from_a_private_key_file() {
+#[tokio::test]
+async fn rs256_token_from_a_private_key_file() {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../common/tests/fixtures");
     let out = token(&[
         "--user",
@@ -45,7 +44,8 @@ fn rs256_token_from_a_private_key_file() {
     );
     let public = std::fs::read(format!("{fixtures}/rs256-test-public.pem")).expect("public key");
     let v = Verifier::rs256_pem(&public).expect("key");
-    assert_eq!(v.verify(String::from_utf8_lossy(&out.stdout).trim()), Ok(7));
+    let jwt = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(v.verify(jwt.trim()).await, Ok(7));
 }
 
 #[test]

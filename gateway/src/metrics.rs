@@ -37,6 +37,24 @@ pub struct Metrics {
     pub upgrades_refused: Family<Label, Counter>,
 }
 
+impl Metrics {
+    /// Registers the JWKS key set's counters (when tokens are checked with one).
+    pub fn register_jwks(&mut self, stats: &nearby_common::auth::jwks::JwksStats) {
+        let r = &mut self.registry;
+        r.register(
+            "jwks_fetches",
+            "JWKS fetches that replaced the key set",
+            stats.fetches.clone(),
+        );
+        r.register(
+            "jwks_fetch_failures",
+            "JWKS fetches that failed (the keys held stay)",
+            stats.failures.clone(),
+        );
+        r.register("jwks_keys", "Keys in the JWKS key set", stats.keys.clone());
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("nearby_gateway");

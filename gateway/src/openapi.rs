@@ -94,8 +94,8 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "A JWT (HS256 or RS256, as the deployment is set up): `sub` is the user id \
-                         (a decimal string), `exp` is enforced",
+                        "A JWT (HS256, RS256, ES256 or EdDSA, as the deployment is set up): `sub` is \
+                         the user id (a decimal string), `exp` is enforced",
                     ))
                     .build(),
             ),

@@ -58,6 +58,12 @@ async fn serve(
     let startup = stack.startup();
     let topic = stack.topics()?.deliveries(&gw.config.gateway_id)?;
     let follow_task = tokio::spawn(follow_shutdown(gw.clone(), shutdown));
+    // The identity provider's keys are fetched now and kept fresh until the stop; tokens are
+    // refused (401) until a first fetch succeeds.
+    let jwks_task = gw
+        .verifier
+        .key_set()
+        .map(|jwks| tokio::spawn(jwks.run(gw.shutdown.clone())));
     // The consumer starts from the topic's current end, fixed before it is assigned: from here
     // on no delivery for this gateway is missed, so it is ready.
     let consumer = startup
@@ -114,6 +120,9 @@ async fn serve(
     let _ = drain_task.await;
     let _ = ping_task.await;
     let _ = follow_task.await;
+    if let Some(task) = jwks_task {
+        let _ = task.await;
+    }
     // Sessions end on the same token and record their disconnects; give them a bounded moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !gw.registry.is_empty() && tokio::time::Instant::now() < deadline {

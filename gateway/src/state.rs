@@ -133,6 +133,9 @@ impl Gateway {
         metrics
             .registry
             .register_collector(Box::new(nearby_ingest::IngestCollector(ingest.clone())));
+        if let Some(jwks) = verifier.key_set() {
+            metrics.register_jwks(&jwks.stats());
+        }
 
         Ok(Arc::new(Self {
             verifier,

@@ -4,7 +4,7 @@
 //! ([`topics`], [`records`], [`events`]), any stage in-process on port 0 ([`TestStage`], through
 //! the stages' common trait, with each stage's test command line in [`fanout`] and [`sink`];
 //! [`TestGateway`] for the gateway), the clients a test drives
-//! ([`client`]) with tokens ([`tokens`]), the steps end-to-end tests share ([`pipeline`]) and
+//! ([`client`]) with tokens ([`tokens`]) and an identity provider's key set ([`jwks`]), the steps end-to-end tests share ([`pipeline`]) and
 //! the workspace's binaries as child processes ([`process`]).
 //!
 //! The kit depends on no stage's crate (only on `nearby-common` and `nearby-schemas`), so a
@@ -17,6 +17,7 @@ pub mod client;
 pub mod events;
 pub mod fanout;
 pub mod gateway;
+pub mod jwks;
 pub mod names;
 pub mod pipeline;
 pub mod process;

@@ -204,7 +204,7 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, gw: &Arc<Gateway>) -> Result<Self, ApiError> {
         let token = token(parts).ok_or(AuthError::Missing)?;
-        let user = gw.verifier.verify(&token)?;
+        let user = gw.verifier.verify(&token).await?;
         // Counted before any store is asked: a flood of calls costs one bucket look-up each.
         if let Err(limited) = gw.api_limiter.check(user) {
             let cfg = &gw.config;
