@@ -70,6 +70,14 @@ pub enum Error {
         /// The limit.
         cap: usize,
     },
+    /// A person holds as many pending incoming requests as allowed.
+    #[error("user {user} has {cap} friend requests waiting already")]
+    PendingCap {
+        /// Whose requests are full.
+        user: i64,
+        /// The limit.
+        cap: usize,
+    },
     /// Other changes to the same pair kept winning; the caller may retry.
     #[error("the friendship of {a} and {b} is being changed concurrently: try again")]
     Contention {

@@ -42,10 +42,22 @@ pub async fn exchange(
     req: &str,
     timeout: Duration,
 ) -> std::io::Result<Vec<u8>> {
-    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time");
-    let mut s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| timed_out())??;
+    exchange_on(s, req, timeout).await
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")
+}
+
+/// [`exchange`] on a connection the caller opened (from a source address of its choosing).
+pub async fn exchange_on(
+    mut s: TcpStream,
+    req: &str,
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     let exchange = async {
         s.write_all(req.as_bytes()).await?;

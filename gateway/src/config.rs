@@ -47,6 +47,21 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub http_header_timeout: Duration,
 
+    /// A request whose body has not been read and answered this long after its head arrived
+    /// gets 408 and its connection is closed (a body sent a byte at a time, say).
+    #[arg(long, env = "NEARBY_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http_request_timeout: Duration,
+
+    /// New connections one source address (an IPv6 /64) may open at once; beyond, the
+    /// connection gets 429 `too_many_connections` and is closed. Behind a load balancer every
+    /// client shares its address: raise it there, and let the balancer limit per client.
+    #[arg(long, env = "NEARBY_CONNECT_RATE_BURST", default_value_t = 200)]
+    pub connect_rate_burst: u32,
+
+    /// New connections per second per source address, sustained.
+    #[arg(long, env = "NEARBY_CONNECT_RATE_PER_SEC", default_value_t = 50.0)]
+    pub connect_rate_per_sec: f64,
+
     /// Most sockets one user may hold on this gateway at once; the upgrade beyond gets 429
     /// `too_many_sockets`.
     #[arg(long, env = "NEARBY_MAX_SOCKETS_PER_USER", default_value_t = 5)]
@@ -162,6 +177,24 @@ pub struct GatewayConfig {
     #[arg(long, env = "NEARBY_SHARING_RATE_PER_SEC", default_value_t = 0.1)]
     pub sharing_rate_per_sec: f64,
 
+    /// Friend calls (`PUT /v1/me/friends/{id}`: asking or accepting) a user may make at once;
+    /// each change costs fanout a look at both friend lists.
+    #[arg(long, env = "NEARBY_FRIEND_REQUEST_RATE_BURST", default_value_t = 30)]
+    pub friend_request_rate_burst: u32,
+
+    /// Friend calls per second per user, sustained (0.1: one every 10 s).
+    #[arg(
+        long,
+        env = "NEARBY_FRIEND_REQUEST_RATE_PER_SEC",
+        default_value_t = 0.1
+    )]
+    pub friend_request_rate_per_sec: f64,
+
+    /// Pending incoming friend requests one user may hold; a request beyond gets 409
+    /// `too_many_pending`, so many accounts cannot fill someone's list.
+    #[arg(long, env = "NEARBY_MAX_PENDING_REQUESTS", default_value_t = nearby_common::users::DEFAULT_MAX_PENDING)]
+    pub max_pending_requests: usize,
+
     /// Upload requests a user may send at once (the per-user token bucket's size); every
     /// request counts, whatever its answer.
     #[arg(long, env = "NEARBY_UPLOAD_RATE_BURST", default_value_t = 10)]
@@ -220,8 +253,25 @@ impl GatewayConfig {
             problems
                 .push("NEARBY_SHARING_RATE_BURST and NEARBY_SHARING_RATE_PER_SEC must be positive");
         }
-        if self.http_header_timeout.is_zero() {
-            problems.push("NEARBY_HTTP_HEADER_TIMEOUT must be positive");
+        if !positive(
+            self.friend_request_rate_burst,
+            self.friend_request_rate_per_sec,
+        ) {
+            problems.push(
+                "NEARBY_FRIEND_REQUEST_RATE_BURST and NEARBY_FRIEND_REQUEST_RATE_PER_SEC must be positive",
+            );
+        }
+        if !positive(self.connect_rate_burst, self.connect_rate_per_sec) {
+            problems
+                .push("NEARBY_CONNECT_RATE_BURST and NEARBY_CONNECT_RATE_PER_SEC must be positive");
+        }
+        if self.max_pending_requests == 0 {
+            problems.push("NEARBY_MAX_PENDING_REQUESTS must be positive");
+        }
+        if self.http_header_timeout.is_zero() || self.http_request_timeout.is_zero() {
+            problems.push(
+                "NEARBY_HTTP_HEADER_TIMEOUT and NEARBY_HTTP_REQUEST_TIMEOUT must be positive",
+            );
         }
         if !(self.frame_rate > 0.0 && self.frame_burst >= 1.0) {
             problems.push("NEARBY_FRAME_RATE must be positive and NEARBY_FRAME_BURST at least 1");
@@ -266,7 +316,6 @@ impl GatewayConfig {
         }
     }
 
-    /// The per-user limit on upload requests.
     /// The per-user limit of authenticated HTTP calls.
     pub fn api_rate_limit(&self) -> RateLimit {
         RateLimit {
@@ -281,6 +330,24 @@ impl GatewayConfig {
         RateLimit {
             burst: self.sharing_rate_burst,
             per_second: self.sharing_rate_per_sec,
+            max_users: self.ingest.ingest_rate_max_users,
+        }
+    }
+
+    /// The per-user limit of friend calls.
+    pub fn friend_request_rate_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.friend_request_rate_burst,
+            per_second: self.friend_request_rate_per_sec,
+            max_users: self.ingest.ingest_rate_max_users,
+        }
+    }
+
+    /// The per-source-address limit of new connections (as many addresses tracked as users).
+    pub fn connect_rate_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.connect_rate_burst,
+            per_second: self.connect_rate_per_sec,
             max_users: self.ingest.ingest_rate_max_users,
         }
     }

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub outbox_frames: Gauge<i64>,
     /// WebSocket upgrades refused by a limit, by `reason` (`too_many_sockets`).
     pub upgrades_refused: Family<Label, Counter>,
+    /// New connections refused before any HTTP, by `reason` (`too_many_connections`).
+    pub connections_refused: Family<Label, Counter>,
 }
 
 impl Metrics {
@@ -73,6 +75,7 @@ impl Default for Metrics {
             produce_queue: Gauge::default(),
             outbox_frames: Gauge::default(),
             upgrades_refused: Family::default(),
+            connections_refused: Family::default(),
         };
         registry.register("connections", "Sockets open", m.connections.clone());
         registry.register(
@@ -126,6 +129,11 @@ impl Default for Metrics {
             "WebSocket upgrades refused by a limit, by reason",
             m.upgrades_refused.clone(),
         );
+        registry.register(
+            "connections_refused",
+            "New connections refused before any HTTP (NEARBY_CONNECT_RATE_*), by reason",
+            m.connections_refused.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -144,6 +152,11 @@ impl Metrics {
     /// Counts an upgrade refused for `reason`.
     pub fn upgrade_refused(&self, reason: &str) {
         Self::count(&self.upgrades_refused, "reason", reason, 1);
+    }
+
+    /// Counts a connection refused before any HTTP, by `reason`.
+    pub fn connection_refused(&self, reason: &str) {
+        Self::count(&self.connections_refused, "reason", reason, 1);
     }
 
     /// Counts `n` of something in a one-label family.

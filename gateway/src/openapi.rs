@@ -68,7 +68,7 @@ pub const ASYNCAPI_YAML: &str = include_str!("../../docs/asyncapi.yaml");
         history::HistoryPage,
         FriendEntry,
     )),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &RateLimited),
     tags(
         (name = "socket", description = "The WebSocket (frames: `/v1/asyncapi.yaml`)"),
         (name = "profile", description = "The caller's own profile and sharing switch"),
@@ -108,6 +108,57 @@ impl Modify for SecuritySchemes {
                  headers on a WebSocket)",
             ))),
         );
+    }
+}
+
+/// Adds the 429 of the per-user call budget to every call that takes a token and does not
+/// list a 429 of its own: every authenticated call counts against it.
+#[derive(Debug)]
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, Type};
+        let response = ResponseBuilder::new()
+            .description(
+                "`rate_limited`: over the per-user call budget (`NEARBY_API_RATE_BURST` calls \
+                 at once, then `NEARBY_API_RATE_PER_SEC` a second); `Retry-After` says when",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(
+                        utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer),
+                    ))
+                    .description(Some("Seconds to wait"))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    op.responses
+                        .responses
+                        .entry("429".to_owned())
+                        .or_insert_with(|| response.clone().into());
+                }
+            }
+        }
     }
 }
 

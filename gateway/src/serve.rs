@@ -103,16 +103,30 @@ async fn serve(
 
     info!(addr = %listener.local_addr()?, admin = %admin_listener.local_addr()?, gateway = %gw.config.gateway_id, "gateway listening");
     let shutdown = gw.shutdown.clone();
+    let limits = gw.clone();
     let client = upgrade::serve(
         listener,
         gw.router(),
         shutdown.clone(),
         Duration::from_secs(5),
         gw.config.http_header_timeout,
+        move |source| {
+            let limited = limits.connect_limiter.check(source_key(source)).err()?;
+            limits.metrics.connection_refused("too_many_connections");
+            Some(limited.retry_after_ms())
+        },
     );
-    let admin = axum::serve(admin_listener, admin::router(gw.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let (client, admin) = tokio::join!(client, admin.into_future());
+    // The admin port gets the same header timeout (a half-sent request there holds a socket
+    // too) and no per-source budget (operators and scrapers are few and known).
+    let admin = upgrade::serve(
+        admin_listener,
+        admin::router(gw.clone()),
+        shutdown.clone(),
+        Duration::from_secs(5),
+        gw.config.http_header_timeout,
+        |_| None,
+    );
+    let (client, admin) = tokio::join!(client, admin);
     client?;
     admin?;
     let _ = deliveries_done.await;
@@ -131,6 +145,18 @@ async fn serve(
     gw.ingest.flush(Duration::from_secs(5)).await?;
     info!("gateway stopped");
     Ok(())
+}
+
+/// What new connections are counted by: the address for IPv4, the /64 for IPv6 (one host
+/// commonly holds a whole /64).
+fn source_key(source: std::net::IpAddr) -> std::net::IpAddr {
+    match source {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.into(),
+            None => std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1)).into(),
+        },
+        v4 => v4,
+    }
 }
 
 /// Starts the delivery reader on a thread of its own (with a runtime of its own), so what it

@@ -42,6 +42,10 @@ pub struct Gateway {
     pub api_limiter: RateLimiter,
     /// Sharing turned on, per user.
     pub sharing_limiter: RateLimiter,
+    /// Per-user limit of friend calls (`PUT /v1/me/friends/{id}`).
+    pub friend_limiter: RateLimiter,
+    /// Per-source-address limit of new connections on the client port.
+    pub connect_limiter: RateLimiter<std::net::IpAddr>,
     /// Open connections.
     pub registry: Arc<registry::Registry>,
     /// One permit per connection.
@@ -92,7 +96,11 @@ impl Gateway {
             )
             .await
             .context("creating the user store's and the history's tables")?;
-        let store = Arc::new(UserStore::new(session, &stack.cql_keyspace).await?);
+        let store = Arc::new(
+            UserStore::new(session, &stack.cql_keyspace)
+                .await?
+                .max_pending(config.max_pending_requests),
+        );
         let users = users::Users::new(store, config.user_cache_capacity, config.user_cache_ttl);
         // Each store owns its session (both take one by value); history reads get their own.
         let history = HistoryStore::new(startup.cql(&stack.cql_nodes).await?, &stack.cql_keyspace)
@@ -147,6 +155,8 @@ impl Gateway {
             upload_limiter: RateLimiter::new(config.upload_rate_limit()),
             api_limiter: RateLimiter::new(config.api_rate_limit()),
             sharing_limiter: RateLimiter::new(config.sharing_rate_limit()),
+            friend_limiter: RateLimiter::new(config.friend_request_rate_limit()),
+            connect_limiter: RateLimiter::new(config.connect_rate_limit()),
             registry: Arc::default(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             user_sockets: Arc::default(),

@@ -5,6 +5,7 @@
 //! port is served by [`serve`] (plain HTTP/1.1 with upgrades) rather than `axum::serve`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -117,8 +118,10 @@ impl WsUpgrade {
 /// Serves `router` on `listener` over HTTP/1.1 with upgrades until `stop`; then lets the
 /// requests in progress finish (at most `grace`). A connection that has not sent a whole
 /// request head `header_timeout` after it opened or after its last answer (a half-sent
-/// request, a slowloris, an idle keep-alive) is closed: each one holds a socket and a task. Upgraded sockets are the sessions' own and
-/// end with them. TCP_NODELAY is set on every socket: a frame is a whole message for a screen,
+/// request, a slowloris, an idle keep-alive) is closed: each one holds a socket and a task.
+/// A new connection is first shown to `admit` with its source address: when that answers
+/// `Some(retry_after_ms)`, the connection gets a 429 `too_many_connections` and is closed
+/// before any HTTP is read. Upgraded sockets are the sessions' own and end with them. TCP_NODELAY is set on every socket: a frame is a whole message for a screen,
 /// and Nagle's algorithm would hold a second frame behind the first until the phone's (delayed)
 /// ACK, up to 40 ms later.
 pub async fn serve(
@@ -127,15 +130,17 @@ pub async fn serve(
     stop: CancellationToken,
     grace: Duration,
     header_timeout: Duration,
+    admit: impl Fn(std::net::IpAddr) -> Option<u64>,
 ) -> std::io::Result<()> {
     // Every HTTP connection's task, to wait for (bounded) at the stop.
     let connections = TaskTracker::new();
+    let lingering = Arc::new(tokio::sync::Semaphore::new(MAX_LINGERING));
     let mut http = hyper::server::conn::http1::Builder::new();
     // Without a timer hyper applies no header timeout at all.
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout);
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -147,6 +152,10 @@ pub async fn serve(
                 }
             },
         };
+        if let Some(retry_after_ms) = admit(peer.ip()) {
+            refuse(tcp, retry_after_ms, &lingering);
+            continue;
+        }
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(error = %e, "TCP_NODELAY not set");
         }
@@ -179,4 +188,39 @@ pub async fn serve(
         debug!("http connections still open after the grace");
     }
     Ok(())
+}
+
+/// Refused connections lingering at once (each for at most [`LINGER`]); beyond, a refused
+/// connection is dropped at once (the client may then see a reset instead of the 429).
+const MAX_LINGERING: usize = 256;
+/// How long a refused connection is kept open for the client to read the 429.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Answers a connection over its source's budget with a 429 and closes it. One write of a few
+/// hundred bytes, then the client's request is read and discarded for at most [`LINGER`]
+/// (closing with it unread would reset the connection before the client reads the answer), in
+/// a task of at most [`MAX_LINGERING`].
+fn refuse(tcp: TcpStream, retry_after_ms: u64, lingering: &Arc<tokio::sync::Semaphore>) {
+    let Ok(permit) = lingering.clone().try_acquire_owned() else {
+        return;
+    };
+    let body = r#"{"error":{"code":"too_many_connections","message":"too many new connections from this address: retry after Retry-After seconds"}}"#;
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        retry_after_ms.div_ceil(1000).max(1),
+        body.len()
+    );
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tcp;
+        let linger = async {
+            tcp.write_all(answer.as_bytes()).await?;
+            tcp.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while tcp.read(&mut sink).await? > 0 {}
+            std::io::Result::Ok(())
+        };
+        let _ = tokio::time::timeout(LINGER, linger).await;
+        drop(permit);
+    });
 }

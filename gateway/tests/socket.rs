@@ -636,7 +636,8 @@ async fn friend_list_removal_and_sharing_over_http() {
 
 #[tokio::test]
 async fn the_friend_list_is_paged_fifty_at_a_time() {
-    let gw = TestGateway::start(&[]).await;
+    // 53 requests from one user: over the default friend-call budget of 30 at once.
+    let gw = TestGateway::start(&["--friend-request-rate-burst=100"]).await;
     let me = user();
     let others: Vec<i64> = (0..53).map(|_| user()).collect();
     for o in &others {

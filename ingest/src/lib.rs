@@ -38,6 +38,6 @@ pub use config::IngestConfig;
 pub use error::{IngestError, Result};
 pub use ingest::{Accepted, Ingest, ReportOptions};
 pub use metrics::{IngestCollector, MetricsSnapshot, RejectedCounts};
-pub use rate_limit::{Limited, RateLimit, RateLimiter};
+pub use rate_limit::{LimitKey, Limited, RateLimit, RateLimiter};
 pub use rejection::Rejection;
 pub use report::{MAX_ACCURACY_M, Report, ValidationLimits};

@@ -1,5 +1,6 @@
 //! The per-user rate limit: a token bucket per user (`burst` reports at once, refilled at
-//! `per_second`), kept in bounded memory.
+//! `per_second`), kept in bounded memory. The key is a user id unless said otherwise (the
+//! gateway also keys one by source address: [`LimitKey`]).
 //!
 //! Each bucket is stored as GCRA's "theoretical arrival time" (one `u64` per user), which
 //! behaves exactly like a token bucket: a user whose TAT is in the past has a full bucket, so
@@ -12,6 +13,8 @@
 //! sees and offers no cap or membership test, so it cannot bound memory the way this must.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -58,10 +61,34 @@ impl Limited {
     }
 }
 
-/// Per-user token buckets in a capped, sharded table. Shared by reference (`&self`): every
-/// method is thread-safe.
+/// What a limiter's buckets are keyed by: a user id, or a source address.
+pub trait LimitKey: Copy + Eq + Hash + std::fmt::Debug {
+    /// Bits that differ between keys, spread over the shards by a multiplicative hash.
+    fn bits(&self) -> u64;
+}
+
+impl LimitKey for UserId {
+    fn bits(&self) -> u64 {
+        *self as u64
+    }
+}
+
+impl LimitKey for IpAddr {
+    fn bits(&self) -> u64 {
+        match self {
+            IpAddr::V4(a) => u64::from(u32::from(*a)),
+            IpAddr::V6(a) => {
+                let v = u128::from(*a);
+                (v >> 64) as u64 ^ v as u64
+            }
+        }
+    }
+}
+
+/// Per-key (per-user, by default) token buckets in a capped, sharded table. Shared by
+/// reference (`&self`): every method is thread-safe.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K: LimitKey = UserId> {
     /// Time one token takes to refill (GCRA's emission interval), nanoseconds.
     emission_ns: u64,
     /// How far ahead of now a user's TAT may run and still be accepted: `(burst - 1)` tokens.
@@ -70,7 +97,7 @@ pub struct RateLimiter {
     shard_cap: usize,
     /// The zero of the limiter's clock (times are nanoseconds since it).
     epoch: Instant,
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Mutex<Shard<K>>]>,
     /// Entries over all shards, kept by each shard as it changes so reading needs no lock.
     tracked: AtomicUsize,
     /// Entries evicted before they were idle.
@@ -78,15 +105,24 @@ pub struct RateLimiter {
 }
 
 /// One lock's worth of buckets.
-#[derive(Debug, Default)]
-struct Shard {
-    /// User → theoretical arrival time (ns since the epoch). At or before now: a full bucket.
-    tat: HashMap<UserId, u64>,
+#[derive(Debug)]
+struct Shard<K> {
+    /// Key → theoretical arrival time (ns since the epoch). At or before now: a full bucket.
+    tat: HashMap<K, u64>,
     /// When this shard last dropped its idle entries.
     last_sweep_ns: u64,
 }
 
-impl RateLimiter {
+impl<K> Default for Shard<K> {
+    fn default() -> Self {
+        Self {
+            tat: HashMap::new(),
+            last_sweep_ns: 0,
+        }
+    }
+}
+
+impl<K: LimitKey> RateLimiter<K> {
     /// A limiter with `limit`. `burst`, `per_second` and `max_users` must be positive (the
     /// config checks this); out-of-range values are clamped to the nearest sane one.
     pub fn new(limit: RateLimit) -> Self {
@@ -114,12 +150,12 @@ impl RateLimiter {
     /// Takes one token from `user`'s bucket now, or says how long until one is back.
     ///
     /// Uses Tokio's clock, so tests with paused time (`tokio::time::pause`) drive it.
-    pub fn check(&self, user: UserId) -> Result<(), Limited> {
+    pub fn check(&self, user: K) -> Result<(), Limited> {
         self.check_at(user, Instant::now())
     }
 
     /// [`check`](Self::check) at a given instant (for tests and callers with their own clock).
-    pub fn check_at(&self, user: UserId, now: Instant) -> Result<(), Limited> {
+    pub fn check_at(&self, user: K, now: Instant) -> Result<(), Limited> {
         let now_ns =
             u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         let shard = &self.shards[self.shard_of(user)];
@@ -185,7 +221,7 @@ impl RateLimiter {
 
     /// Frees at least one slot in a full shard: drops idle entries if that has not been tried
     /// just now, then evicts the fullest-bucket entry of a small sample if still full.
-    fn make_room(&self, shard: &mut Shard, now_ns: u64) {
+    fn make_room(&self, shard: &mut Shard<K>, now_ns: u64) {
         if now_ns.saturating_sub(shard.last_sweep_ns) >= duration_ns(FULL_SWEEP_GAP) {
             shard.sweep(now_ns);
         }
@@ -203,13 +239,13 @@ impl RateLimiter {
     }
 
     /// The shard of a user: a multiplicative hash, so consecutive ids spread over shards.
-    fn shard_of(&self, user: UserId) -> usize {
-        let h = (user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    fn shard_of(&self, user: K) -> usize {
+        let h = user.bits().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
         (h % self.shards.len() as u64) as usize
     }
 }
 
-impl Shard {
+impl<K: LimitKey> Shard<K> {
     /// Drops every entry whose bucket is full again (TAT not after now): forgetting them
     /// changes no decision, since an unknown user starts with a full bucket.
     fn sweep(&mut self, now_ns: u64) {

@@ -37,8 +37,10 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &id[..16])
 }
 
-/// A minimal HTTP/1.1 call (`nearby_common::http::request`, 30 s at most for each step):
-/// status and body, with the address and call in any error.
+/// A minimal HTTP/1.1 call (`nearby_common::http`, 30 s at most for each step): the status
+/// and the body. To a gateway on loopback, calls come from rotating 127.0.1.x addresses, as
+/// many clients' would: a gateway bounds new connections per source address, and a tool's
+/// thousands of setup calls from one address would be refused as a flood.
 pub async fn http(
     addr: SocketAddr,
     method: &str,
@@ -46,9 +48,33 @@ pub async fn http(
     token: Option<&str>,
     body: &str,
 ) -> anyhow::Result<(u16, String)> {
-    nearby_common::http::request(addr, method, path, token, body, Duration::from_secs(30))
-        .await
+    use nearby_common::http::{exchange_on, parse_response, request_text};
+    let timeout = Duration::from_secs(30);
+    let call = async {
+        let stream = match addr {
+            SocketAddr::V4(v4) if v4.ip().is_loopback() => {
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(next_http_source().into(), 0))?;
+                tokio::time::timeout(timeout, socket.connect(addr))
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??
+            }
+            _ => tokio::time::timeout(timeout, TcpStream::connect(addr))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
+        };
+        let answer = exchange_on(stream, &request_text(method, path, token, body), timeout).await?;
+        std::io::Result::Ok(parse_response(&answer))
+    };
+    call.await
         .with_context(|| format!("{method} {path} at {addr}"))
+}
+
+/// The next of 250 loopback addresses 127.0.1.1..=127.0.1.250, in turn.
+fn next_http_source() -> Ipv4Addr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 250;
+    Ipv4Addr::new(127, 0, 1, 1 + u8::try_from(n).unwrap_or(0))
 }
 
 /// `/readyz` of an admin port: its body; fails unless it answers 200.

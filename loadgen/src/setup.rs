@@ -16,11 +16,16 @@ use crate::sim::City;
 /// Friend pairs up to which `auto` sets up through the API.
 pub const API_MAX_PAIRS: usize = 5_000;
 
+/// Friend calls per person up to which `auto` sets up through the API: the gateway's default
+/// per-user friend-call budget at once (`NEARBY_FRIEND_REQUEST_RATE_BURST`); more would wait
+/// ten seconds a call.
+pub const API_MAX_CALLS_PER_PERSON: usize = 30;
+
 /// How to create the people and their friendships.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SetupMode {
-    /// `api` up to 5,000 friend pairs, `bulk` above.
+    /// `api` up to 5,000 friend pairs and 30 friends a person, `bulk` above.
     Auto,
     /// `GET /v1/me` for each person, then a request and an accept per pair.
     Api,
@@ -121,10 +126,16 @@ pub async fn via_store(
     Ok(())
 }
 
-/// The mode `auto` picks for `pairs` friend pairs.
-pub fn resolve(mode: SetupMode, pairs: usize) -> SetupMode {
+/// The mode `auto` picks for `pairs` friend pairs among `people`.
+pub fn resolve(mode: SetupMode, pairs: usize, people: usize) -> SetupMode {
+    // Each pair is one call of each side's.
+    let calls_per_person = (2 * pairs).div_ceil(people.max(1));
     match mode {
-        SetupMode::Auto if pairs <= API_MAX_PAIRS => SetupMode::Api,
+        SetupMode::Auto
+            if pairs <= API_MAX_PAIRS && calls_per_person <= API_MAX_CALLS_PER_PERSON =>
+        {
+            SetupMode::Api
+        }
         SetupMode::Auto => SetupMode::Bulk,
         other => other,
     }

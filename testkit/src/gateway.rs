@@ -15,6 +15,14 @@ use crate::names::{topic_prefix, unique};
 use crate::stage::{TestStage, args};
 use crate::tokens::{ADMIN_TOKEN, SECRET, token};
 
+/// Every test client comes from one loopback address, so the kit's gateways take new
+/// connections from an address without the production budget (a test of that budget sets its
+/// own, after these).
+pub const ONE_ADDRESS: [&str; 2] = [
+    "--connect-rate-burst=1000000",
+    "--connect-rate-per-sec=1000000",
+];
+
 /// How long a stage may take to be ready (a gateway creates tables; fanout rebuilds its table).
 pub const READY: Duration = Duration::from_secs(60);
 
@@ -53,6 +61,8 @@ impl<S: Stage> TestGateway<S> {
             format!("--gateway-id={id}"),
             format!("--jwt-secret={SECRET}"),
             format!("--admin-token={ADMIN_TOKEN}"),
+            ONE_ADDRESS[0].to_owned(),
+            ONE_ADDRESS[1].to_owned(),
         ];
         let args = args("nearby-gateway", prefix, keyspace, &own, extra);
         let TestStage {

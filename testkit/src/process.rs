@@ -197,6 +197,7 @@ impl System {
             format!("--admin-token={ADMIN_TOKEN}"),
             format!("--listen={addr}"),
         ]);
+        args.extend(crate::gateway::ONE_ADDRESS.iter().map(|a| (*a).to_owned()));
         args.extend_from_slice(extra);
         let mut p = Process::spawn(&binary("nearby-gateway"), &args, id);
         p.ready(READY).await;

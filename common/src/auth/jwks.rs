@@ -23,6 +23,25 @@ pub const MAX_KEYS: usize = 64;
 /// How long one fetch may take, connect to last byte.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Refuses a plain-http JWKS URL outside development mode unless it is on loopback: whoever
+/// can alter the fetch could publish a key and sign any token.
+pub fn check_https(url: &str, dev: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("NEARBY_JWT_JWKS_URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    if parsed.scheme() == "http" && !dev && !loopback {
+        return Err(format!(
+            "NEARBY_JWT_JWKS_URL {url} is plain http: use https (http is accepted on loopback \
+             or with NEARBY_DEV=1)"
+        ));
+    }
+    Ok(())
+}
+
 /// One verification key and the only algorithm it verifies.
 #[derive(Clone)]
 pub struct Key {

@@ -46,7 +46,8 @@ pub struct AuthArgs {
     pub jwt_public_key_file: Option<std::path::PathBuf>,
 
     /// An identity provider's JWKS URL: tokens signed RS256, ES256 or EdDSA by one of its keys
-    /// (chosen by `kid`) are accepted, and no other.
+    /// (chosen by `kid`) are accepted, and no other. https, unless on loopback or in
+    /// development mode: whoever can alter the fetch could sign any token.
     #[arg(long, env = "NEARBY_JWT_JWKS_URL")]
     pub jwt_jwks_url: Option<String>,
 
@@ -191,11 +192,14 @@ impl Verifier {
     /// development secret and HS256 secrets shorter than [`MIN_SECRET_BYTES`].
     pub fn from_args(args: &AuthArgs) -> Result<Self, String> {
         let verifier = match (&args.jwt_jwks_url, &args.jwt_public_key_file) {
-            (Some(url), _) => Ok(Self::jwks(Arc::new(Jwks::new(
-                url,
-                args.jwt_jwks_refresh,
-                args.jwt_jwks_min_refetch,
-            )?))),
+            (Some(url), _) => {
+                jwks::check_https(url, args.dev)?;
+                Ok(Self::jwks(Arc::new(Jwks::new(
+                    url,
+                    args.jwt_jwks_refresh,
+                    args.jwt_jwks_min_refetch,
+                )?)))
+            }
             (None, Some(path)) => {
                 let pem = std::fs::read(path)
                     .map_err(|e| format!("reading JWT public key {}: {e}", path.display()))?;

@@ -6,6 +6,7 @@
 //! acting at once cannot leave it half-done; `friends_by_user` is the per-person listing derived
 //! from it (written after the pair row, both sides in one logged batch).
 
+mod pending;
 mod schema;
 mod store;
 
@@ -16,3 +17,7 @@ pub use store::{
 
 /// The most friends (accepted and pending together) one person can have.
 pub const MAX_FRIENDS: usize = 5_000;
+
+/// The most pending incoming friend requests one person holds by default: beyond, a new
+/// request to them is refused, so many accounts cannot fill someone's list.
+pub const DEFAULT_MAX_PENDING: usize = 100;

@@ -39,6 +39,14 @@ pub async fn create_schema(session: &Session, keyspace: &str, replication: u32) 
                 since timestamp,
                 PRIMARY KEY (user_id, friend_id))"
         ),
+        // Pending incoming requests per person, moved only by compare-and-set (the cap), and
+        // when the count last moved.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {keyspace}.pending_requests (
+                user_id bigint PRIMARY KEY,
+                n int,
+                at timestamp)"
+        ),
     ];
     for cql in tables {
         session

@@ -10,7 +10,8 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, Row};
 
-use super::MAX_FRIENDS;
+use super::pending::PendingCounts;
+use super::{DEFAULT_MAX_PENDING, MAX_FRIENDS};
 use crate::cql::validate_keyspace;
 use crate::{Error, Result, UserId};
 
@@ -134,13 +135,16 @@ pub struct UserStore {
     delete_edge: PreparedStatement,
     list_edges: PreparedStatement,
     count_edges: PreparedStatement,
+    pending: PendingCounts,
+    /// Pending incoming requests one user may hold.
+    max_pending: usize,
 }
 
-fn cql(e: scylla::errors::ExecutionError) -> Error {
+pub(super) fn cql(e: scylla::errors::ExecutionError) -> Error {
     Error::Cql(Box::new(e))
 }
 
-fn decode<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
+pub(super) fn decode<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
     move |e| Error::CqlDecode(format!("{what}: {e}"))
 }
 
@@ -150,7 +154,7 @@ fn pair_key(a: UserId, b: UserId) -> (UserId, UserId) {
 }
 
 /// Whether a conditional statement (`... IF ...`) was applied: the first column of its row.
-fn applied(result: QueryResult) -> Result<bool> {
+pub(super) fn applied(result: QueryResult) -> Result<bool> {
     let rows = result.into_rows_result().map_err(decode("LWT result"))?;
     let row: Row = rows.first_row().map_err(decode("LWT row"))?;
     Ok(row
@@ -214,9 +218,19 @@ impl UserStore {
             count_edges: prepare(format!(
                 "SELECT COUNT(*) FROM {ks}.friends_by_user WHERE user_id = ?"
             )).await?,
+            pending: PendingCounts::prepare(&session, ks).await?,
+            max_pending: DEFAULT_MAX_PENDING,
             keyspace: ks.to_owned(),
             session,
         })
+    }
+
+    /// Caps the pending incoming requests one user may hold at `cap` (default
+    /// [`DEFAULT_MAX_PENDING`]); a request beyond gets [`Error::PendingCap`].
+    #[must_use]
+    pub fn max_pending(mut self, cap: usize) -> Self {
+        self.max_pending = cap;
+        self
     }
 
     /// The profile of `user`, created on first sight (sharing on, name = the id).
@@ -390,6 +404,8 @@ impl UserStore {
                             (other, FriendState::Accepted),
                         )
                         .await?;
+                        // Their request to me is no longer pending.
+                        self.pending.release(&self.session, me).await?;
                         return Ok(RequestOutcome::Accepted);
                     }
                 }
@@ -401,6 +417,17 @@ impl UserStore {
                                 cap: MAX_FRIENDS,
                             });
                         }
+                    }
+                    // A slot among their pending requests first: a request that does not fit
+                    // is never written.
+                    if !(self.pending)
+                        .reserve(&self.session, other, self.max_pending)
+                        .await?
+                    {
+                        return Err(Error::PendingCap {
+                            user: other,
+                            cap: self.max_pending,
+                        });
                     }
                     let result = self
                         .session
@@ -415,6 +442,8 @@ impl UserStore {
                         .await?;
                         return Ok(RequestOutcome::Requested);
                     }
+                    // Someone else's change won: the slot goes back before reading again.
+                    self.pending.release(&self.session, other).await?;
                 }
             }
         }
@@ -448,6 +477,12 @@ impl UserStore {
                 .map_err(cql)?;
             if applied(result)? {
                 self.delete_edges(me, other).await?;
+                // A withdrawn or declined request frees a slot of whoever received it.
+                match outcome {
+                    RemoveOutcome::Withdrawn => self.pending.release(&self.session, other).await?,
+                    RemoveOutcome::Declined => self.pending.release(&self.session, me).await?,
+                    _ => {}
+                }
                 return Ok(outcome);
             }
         }

@@ -75,7 +75,9 @@ pub struct FriendRemovalView {
         (status = 400, description = "`bad_user_id` (not a decimal id) or `self_friendship`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
-        (status = 409, description = "`friend_limit` (5,000 friends and requests) or `conflict` (changed concurrently: try again)", body = ErrorBody),
+        (status = 409, description = "`friend_limit` (5,000 friends and requests), `too_many_pending` (they hold 100 requests waiting already, `NEARBY_MAX_PENDING_REQUESTS`) or `conflict` (changed concurrently: try again)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the per-user friend-call budget (30 at once, then one every 10 s) or the API budget; `Retry-After` says when", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "`unavailable` (a store did not answer) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -86,6 +88,16 @@ pub async fn put_friend(
     Path(id): Path<String>,
 ) -> Result<Json<FriendRequestView>, ApiError> {
     let other = user_id_param(&id)?;
+    if let Err(limited) = gw.friend_limiter.check(user) {
+        let cfg = &gw.config;
+        return Err(super::rate_limited(
+            &format!(
+                "over {} friend calls at once, then {} a second, per user",
+                cfg.friend_request_rate_burst, cfg.friend_request_rate_per_sec
+            ),
+            limited.retry_after_ms(),
+        ));
+    }
     let outcome = gw.users.store().request(user, other).await?;
     gw.users.invalidate(&[user, other]).await;
     // A repeated call announces the state again: a retry after `not_announced` heals.

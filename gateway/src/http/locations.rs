@@ -1,6 +1,9 @@
 //! `POST /v1/me/locations`: a batch of the caller's positions from a phone that was offline or
 //! in the background, each checked on its own and produced through the same [`Ingest`] as live
-//! reports, limited per user.
+//! reports, limited per user. Only the newest can reach friends: the batch is produced newest
+//! first, so fanout (which never lets an older position replace a newer one) takes the first and
+//! leaves the rest to the history; that first one spends a token of the user's report budget,
+//! as a `location` frame does.
 //!
 //! [`Ingest`]: nearby_ingest::Ingest
 
@@ -105,8 +108,11 @@ fn upload_limited(gw: &Gateway, retry_after_ms: u64) -> ApiError {
         `location` frame) from a phone that was offline or in the background. Each is checked on \
         its own: `ts` at most 60 s ahead of the server clock and at most 7 days old. The answer \
         comes once every accepted position is stored; refused ones are listed in `errors` by \
-        index. A position older than the latest one reported never replaces it: friends are \
-        shown only positions newer than the last they saw, and none older than 10 minutes. \
+        index. Only the newest position of a batch can reach friends (the others go to the \
+        history only), and it counts against the per-user report budget as a `location` frame \
+        does (`rate_limited` in `errors` when over it). A position older than the latest one \
+        reported never replaces it: friends are shown only positions newer than the last they \
+        saw, and none older than 10 minutes. \
         Uploads are limited per user (10 requests at once, then one every 5 s; every request \
         counts). Sending a batch again is harmless: a position is identified by its `ts`.",
     request_body = UploadBody,
@@ -166,13 +172,24 @@ pub async fn post_locations(
         }
     }
 
-    let options = gw.config.upload_options();
-    let (ingest, options) = (&gw.ingest, &options);
-    // Concurrent, bounded and in order: `buffered` polls each call first in item order, and
+    // Newest first (a stable sort: equal times keep the batch's order). Fanout reads a user's
+    // records in the order they reach the partition and ignores a position no newer than the
+    // one it holds, so at most the first of this batch reaches friends: one position per
+    // upload, not a hundred passes over the friend list.
+    reports.sort_by_key(|(_, report)| std::cmp::Reverse(report.ts));
+    let history_only = gw.config.upload_options();
+    // The one that may reach friends spends a report token, as a live report does.
+    let live = nearby_ingest::ReportOptions {
+        rate_limited: true,
+        ..history_only
+    };
+    let (ingest, options) = (&gw.ingest, [&live, &history_only]);
+    // Concurrent, bounded and in order: `buffered` polls each call first in that order, and
     // `report_with` enqueues on its first poll, so the records reach the user's partition in
-    // the batch's order; at most UPLOAD_IN_FLIGHT wait for their acks at once.
-    let mut produced = futures::stream::iter(reports)
-        .map(|(index, report)| async move {
+    // it; at most UPLOAD_IN_FLIGHT wait for their acks at once.
+    let mut produced = futures::stream::iter(reports.into_iter().enumerate())
+        .map(|(n, (index, report))| async move {
+            let options = options[usize::from(n > 0)];
             (index, ingest.report_with(user, None, report, options).await)
         })
         .buffered(UPLOAD_IN_FLIGHT);

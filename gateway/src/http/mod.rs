@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -56,7 +56,42 @@ impl Gateway {
             .route("/demo", get(demo::page))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                request_deadline,
+            ))
             .with_state(self.clone())
+    }
+}
+
+/// 408 `request_timeout` for a request not answered within `NEARBY_HTTP_REQUEST_TIMEOUT` of
+/// its head (a body trickled in a byte at a time, say), with `Connection: close`: the
+/// connection is not used again. An upgrade is answered at once, so a socket is not bounded
+/// by it.
+async fn request_deadline(
+    State(gw): State<Arc<Gateway>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = gw.config.http_request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request was not complete within {} (NEARBY_HTTP_REQUEST_TIMEOUT)",
+                    humantime::format_duration(limit)
+                ),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
     }
 }
 
@@ -156,6 +191,9 @@ impl From<nearby_common::Error> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "self_friendship", e.to_string())
             }
             E::FriendCap { .. } => Self::new(StatusCode::CONFLICT, "friend_limit", e.to_string()),
+            E::PendingCap { .. } => {
+                Self::new(StatusCode::CONFLICT, "too_many_pending", e.to_string())
+            }
             E::Contention { .. } => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             E::BadRange { .. } => Self::new(StatusCode::BAD_REQUEST, "bad_range", e.to_string()),
             other => Self::internal(other),
@@ -184,6 +222,11 @@ pub struct Caller(pub UserId);
 fn token(parts: &Parts) -> Option<String> {
     if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
         return h.to_str().ok().and_then(bearer).map(str::to_owned);
+    }
+    // Only the socket takes a token in the query (a browser's WebSocket cannot set headers):
+    // elsewhere a token in a URL would end up in access logs and browser histories.
+    if parts.uri.path() != "/v1/ws" {
+        return None;
     }
     let query = parts.uri.query()?;
     serde_urlencoded_token(query)

@@ -31,8 +31,8 @@ pub struct IdleArgs {
     /// The first client source address; the next ones follow (127.0.0.2, 127.0.0.3, ...).
     #[arg(long, default_value = "127.0.0.2")]
     first_source: Ipv4Addr,
-    /// Sockets per source address.
-    #[arg(long, default_value_t = 5_000)]
+    /// Sockets per source address (under a gateway's `NEARBY_CONNECT_RATE_BURST`, 200).
+    #[arg(long, default_value_t = 100)]
     per_source: usize,
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 200)]

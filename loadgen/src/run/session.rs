@@ -59,8 +59,9 @@ pub struct SessionArgs {
     /// The first client source address; the next ones follow (127.0.0.2, 127.0.0.3, ...).
     #[arg(long, default_value = "127.0.0.2")]
     pub first_source: Ipv4Addr,
-    /// Sockets per source address.
-    #[arg(long, default_value_t = 5_000)]
+    /// Sockets per source address: fewer than a gateway's new connections per address at once
+    /// (`NEARBY_CONNECT_RATE_BURST`, 200), so reconnecting them all is not taken for a flood.
+    #[arg(long, default_value_t = 100)]
     pub per_source: usize,
     /// WebSocket handshakes in flight at once.
     #[arg(long, default_value_t = 200)]
@@ -194,7 +195,7 @@ impl Session {
             .map(|&id| net::token(&args.jwt_secret, id, setup::TOKEN_TTL))
             .collect();
         let pairs = setup::pairs(&city);
-        let mode = setup::resolve(args.setup, pairs.len());
+        let mode = setup::resolve(args.setup, pairs.len(), n);
         eprintln!(
             "loadgen: {n} people, {} friend pairs ({:.1} each), {:.0} % of pairs within 5 miles; setup {mode:?}",
             pairs.len(),

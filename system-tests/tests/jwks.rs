@@ -159,6 +159,17 @@ async fn a_failed_or_oversized_fetch_keeps_the_keys_held() {
 }
 
 #[test]
+fn a_jwks_url_is_https_outside_development_unless_on_loopback() {
+    use nearby_common::auth::jwks::check_https;
+    let refused = check_https("http://id.example/jwks.json", false).expect_err("plain http");
+    assert!(refused.contains("https"), "{refused}");
+    assert!(check_https("http://id.example/jwks.json", true).is_ok());
+    assert!(check_https("http://127.0.0.1:8000/jwks.json", false).is_ok());
+    assert!(check_https("http://localhost/jwks.json", false).is_ok());
+    assert!(check_https("https://id.example/jwks.json", false).is_ok());
+}
+
+#[test]
 fn a_jwks_url_must_be_http() {
     let d = Duration::from_secs(1);
     assert!(Jwks::new("file:///etc/passwd", d, d).is_err());
