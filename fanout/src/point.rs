@@ -194,4 +194,33 @@ mod tests {
         assert_eq!(round_cm(812.456), 812.46);
         assert_eq!(round_cm(0.004), 0.0);
     }
+
+    proptest::proptest! {
+        /// Distances are symmetric, zero from a point to itself, and the radius filter says
+        /// "inside" exactly when the haversine distance is within the radius (away from the edge
+        /// by more than the quantization's millimetres).
+        #[test]
+        fn the_radius_filter_is_the_haversine_one(
+            lat1 in -90.0..=90.0f64,
+            lon1 in -180.0..=180.0f64,
+            dlat in -0.2..=0.2f64,
+            dlon in -0.2..=0.2f64,
+            radius_m in 1.0..=50_000.0f64,
+        ) {
+            let lat2 = (lat1 + dlat).clamp(-90.0, 90.0);
+            let lon2 = (lon1 + dlon + 540.0).rem_euclid(360.0) - 180.0;
+            let (a, b) = (Point::from_degrees(lat1, lon1), Point::from_degrees(lat2, lon2));
+            proptest::prop_assert_eq!(a.distance_m(b), b.distance_m(a));
+            proptest::prop_assert!(a.distance_m(a) < 0.01);
+            let exact = haversine_m(lat1, lon1, lat2, lon2);
+            proptest::prop_assert!((haversine_m(lat2, lon2, lat1, lon1) - exact).abs() < 1e-6);
+            if (exact - radius_m).abs() > 0.05 {
+                proptest::prop_assert_eq!(
+                    Radius::from_m(radius_m).contains(a, b),
+                    exact <= radius_m,
+                    "{} m against a radius of {} m", exact, radius_m
+                );
+            }
+        }
+    }
 }

@@ -24,6 +24,17 @@ impl Cursor {
         format!("{}.{}", self.distance_cm, self.friend)
     }
 
+    /// The key of a friend `distance_m` away: whole centimetres, then the id.
+    fn at(distance_m: f64, friend: UserId) -> Self {
+        // Distances are at most the radius: whole centimetres fit u64 easily.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let distance_cm = (distance_m * 100.0).round() as u64;
+        Self {
+            distance_cm,
+            friend,
+        }
+    }
+
     /// Reads a cursor this server issued; `None` for anything else.
     pub fn decode(s: &str) -> Option<Self> {
         let (d, f) = s.split_once('.')?;
@@ -95,7 +106,7 @@ impl Pager {
         let friends = self.users.friends(user).await?;
         let mut redis = self.redis.clone();
         let locations = self.cache.get_many(&mut redis, &friends).await?;
-        let mut candidates: Vec<(Cursor, UserId, LatestLocation, f64)> = Vec::new();
+        let mut candidates: Vec<(Cursor, (UserId, LatestLocation, f64))> = Vec::new();
         for (friend, loc) in friends.iter().zip(locations) {
             let Some(loc) = loc else { continue };
             if now_ms - loc.ts > self.ttl_ms {
@@ -105,21 +116,12 @@ impl Pager {
             if d > self.radius_m {
                 continue;
             }
-            // Distances are at most the radius: whole centimetres fit u64 easily.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let key = Cursor {
-                distance_cm: (d * 100.0).round() as u64,
-                friend: *friend,
-            };
-            if after.is_some_and(|a| key <= a) {
-                continue;
-            }
-            candidates.push((key, *friend, loc, d));
+            candidates.push((Cursor::at(d, *friend), (*friend, loc, d)));
         }
-        candidates.sort_by_key(|c| c.0);
+        let candidates = ranked_after(candidates, after);
         let mut entries = Vec::with_capacity(self.page_size.min(candidates.len()));
         let mut last = None;
-        for (key, friend, loc, d) in candidates.iter().copied() {
+        for (key, (friend, loc, d)) in candidates.iter().copied() {
             if entries.len() == self.page_size {
                 break;
             }
@@ -146,6 +148,15 @@ impl Pager {
     }
 }
 
+/// The entries after `after` (all of them when `None`), nearest first, ties by id: a page is a
+/// prefix of this, and the next page starts after the page's last key, so paging skips and
+/// repeats nobody however the entries are spread.
+fn ranked_after<T>(mut entries: Vec<(Cursor, T)>, after: Option<Cursor>) -> Vec<(Cursor, T)> {
+    entries.retain(|(key, _)| after.is_none_or(|a| *key > a));
+    entries.sort_by_key(|(key, _)| *key);
+    entries
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +170,37 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         for junk in ["", "x", "1.", ".1", "1.-2", "a.b", "1.2.3"] {
             assert_eq!(Cursor::decode(junk), None, "{junk}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Paging a page at a time through the cursor's wire form lists every friend in range
+        /// once, in order: no gap and no repeat, ties of distance included.
+        #[test]
+        fn paging_lists_everyone_once_in_order(
+            distances in proptest::collection::vec(0.0..=200.0f64, 0..60),
+            page_size in 1usize..8,
+        ) {
+            // Distances on a coarse grid, so many friends tie to the centimetre.
+            let all: Vec<(Cursor, UserId)> = distances
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (Cursor::at(d.round(), 1_000 + i as UserId), 1_000 + i as UserId))
+                .collect();
+            let want: Vec<UserId> = ranked_after(all.clone(), None).into_iter().map(|e| e.1).collect();
+            let (mut got, mut cursor) = (Vec::new(), None);
+            for _ in 0..=all.len() {
+                let rest = ranked_after(all.clone(), cursor);
+                let page: Vec<_> = rest.iter().take(page_size).copied().collect();
+                got.extend(page.iter().map(|e| e.1));
+                if rest.len() <= page_size {
+                    break;
+                }
+                let next = page.last().map(|e| e.0.encode()).expect("a full page");
+                cursor = Cursor::decode(&next);
+                proptest::prop_assert!(cursor.is_some());
+            }
+            proptest::prop_assert_eq!(got, want);
         }
     }
 }

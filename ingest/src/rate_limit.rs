@@ -398,4 +398,43 @@ mod tests {
         assert!(l.check_at(1, t0).is_err());
         assert_eq!(l.capacity(), 1);
     }
+
+    proptest::proptest! {
+        /// Whatever the arrivals: no window of time accepts more than the burst plus what the
+        /// rate refills in it, and a refused caller who waits the `retry_after` it was given is
+        /// accepted.
+        #[test]
+        fn no_window_accepts_more_than_burst_plus_refill_and_retry_after_is_honest(
+            burst in 1u32..20,
+            per_second in 0.1f64..50.0,
+            gaps_ms in proptest::collection::vec(0u64..400, 1..200),
+        ) {
+            let l = limiter(burst, per_second, 1000);
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut accepted = Vec::new();
+            for gap in gaps_ms {
+                now += Duration::from_millis(gap);
+                match l.check_at(1, now) {
+                    Ok(()) => accepted.push(now),
+                    Err(limited) => {
+                        let later = now + limited.retry_after;
+                        proptest::prop_assert!(l.check_at(1, later).is_ok(), "retry_after too short");
+                        accepted.push(later);
+                        now = later;
+                    }
+                }
+            }
+            for (i, start) in accepted.iter().enumerate() {
+                for (j, end) in accepted.iter().enumerate().skip(i) {
+                    let window = end.duration_since(*start).as_secs_f64();
+                    let allowed = f64::from(burst) + window * per_second + 1e-6;
+                    proptest::prop_assert!(
+                        (j - i + 1) as f64 <= allowed,
+                        "{} accepted in {window} s (burst {burst}, {per_second}/s)", j - i + 1
+                    );
+                }
+            }
+        }
+    }
 }

@@ -405,4 +405,22 @@ mod tests {
             assert!(limit_param(Some(bad)).is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Every cursor a page hands out reads back as itself, and no string makes the decoder
+        /// panic or yield a cursor outside the stored range.
+        #[test]
+        fn history_cursors_round_trip_and_junk_is_refused(
+            after in 0..=MAX_HISTORY_TS,
+            to in 0..=MAX_HISTORY_TS,
+            junk in "\\PC{0,40}",
+        ) {
+            let c = HistoryCursor { after, to };
+            proptest::prop_assert_eq!(HistoryCursor::decode(&c.encode()), Some(c));
+            if let Some(d) = HistoryCursor::decode(&junk) {
+                proptest::prop_assert!((0..=MAX_HISTORY_TS).contains(&d.after));
+                proptest::prop_assert!((0..=MAX_HISTORY_TS).contains(&d.to));
+            }
+        }
+    }
 }
