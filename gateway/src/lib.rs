@@ -15,6 +15,8 @@ pub mod deliveries;
 pub mod demo;
 pub mod drain;
 pub mod duplex;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod nearby;

@@ -73,19 +73,19 @@ pub struct HistoryPage {
 /// Where the next history page starts: after the position at `after`, up to `to` (exclusive).
 /// Carrying `to` keeps a defaulted "now" fixed across pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HistoryCursor {
+pub(crate) struct HistoryCursor {
     after: i64,
     to: i64,
 }
 
 impl HistoryCursor {
     /// The wire form (opaque to clients).
-    fn encode(self) -> String {
+    pub(crate) fn encode(self) -> String {
         format!("{}.{}", self.after, self.to)
     }
 
     /// Reads a cursor this server issued; `None` for anything else.
-    fn decode(s: &str) -> Option<Self> {
+    pub(crate) fn decode(s: &str) -> Option<Self> {
         let (after, to) = s.split_once('.')?;
         let c = Self {
             after: after.parse().ok()?,

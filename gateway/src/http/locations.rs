@@ -42,6 +42,25 @@ pub struct UploadBody {
     locations: Vec<serde_json::Value>,
 }
 
+impl UploadItem {
+    /// The report this item is.
+    pub fn report(&self) -> Report {
+        Report {
+            lat: self.lat,
+            lon: self.lon,
+            ts: self.ts,
+            accuracy_m: self.accuracy_m,
+        }
+    }
+}
+
+impl UploadBody {
+    /// The items, each still to be read as an [`UploadItem`].
+    pub fn items(&self) -> &[serde_json::Value] {
+        &self.locations
+    }
+}
+
 /// One position of an upload: the socket's `location` frame without its `type`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -153,15 +172,7 @@ pub async fn post_locations(
     let mut reports = Vec::with_capacity(body.locations.len());
     for (index, item) in body.locations.iter().enumerate() {
         match UploadItem::deserialize(item) {
-            Ok(i) => reports.push((
-                index,
-                Report {
-                    lat: i.lat,
-                    lon: i.lon,
-                    ts: i.ts,
-                    accuracy_m: i.accuracy_m,
-                },
-            )),
+            Ok(i) => reports.push((index, i.report())),
             Err(e) => errors.push(ItemError {
                 index,
                 code: "bad_item".to_owned(),
