@@ -263,3 +263,19 @@ async fn follow_shutdown(gw: Arc<Gateway>, shutdown: Shutdown) {
         () = gw.shutdown.cancelled() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::source_key;
+    use std::net::IpAddr;
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_64_and_a_mapped_ipv4_by_its_address() {
+        let key = |s: &str| source_key(s.parse::<IpAddr>().expect("an address"));
+        assert_eq!(key("203.0.113.7"), key("203.0.113.7"));
+        assert_ne!(key("203.0.113.7"), key("203.0.113.8"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:203.0.113.7"), key("203.0.113.7"));
+    }
+}
