@@ -8,6 +8,23 @@ use nearby_testkit::now_ms;
 use nearby_testkit::pipeline::*;
 use serde_json::json;
 
+/// Waits (at most 20 s) until fanout has read `events` events in all.
+async fn read_by(fanout: &nearby_system_tests::TestFanout, events: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while fanout
+        .status
+        .events
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < events
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fanout did not read the upload"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_older_upload_never_replaces_a_newer_position() {
     let (gw, fanout) = system(&[], &[]).await;
@@ -37,19 +54,7 @@ async fn an_older_upload_never_replaces_a_newer_position() {
     assert_eq!(body["accepted"], 5, "{body}");
 
     // Fanout has read them all...
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while fanout
-        .status
-        .events
-        .load(std::sync::atomic::Ordering::Relaxed)
-        < events_before + 5
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "fanout did not read the upload"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    read_by(&fanout, events_before + 5).await;
     // ... and B heard of none of them, and the cache still holds T's position.
     let frames = drain(&mut cb, 2).await;
     let a_id = a.to_string();
@@ -102,16 +107,7 @@ async fn only_the_newest_position_of_a_batch_reaches_friends_and_it_spends_a_rep
         .collect();
     let (status, body) = upload(&gw, a, batch).await;
     assert_eq!((status, &body["accepted"]), (202, &json!(5)), "{body}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while fanout
-        .status
-        .events
-        .load(std::sync::atomic::Ordering::Relaxed)
-        < events_before + 5
-    {
-        assert!(tokio::time::Instant::now() < deadline, "fanout read them");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    read_by(&fanout, events_before + 5).await;
     let a_id = a.to_string();
     let shown: Vec<_> = drain(&mut cb, 2)
         .await
