@@ -285,3 +285,38 @@ fn an_inactive_users_changes_take_effect_when_they_report() {
     assert_eq!(w.out.locations_to(BEN).len(), 1);
     assert_eq!(w.out.locations_to(ANA).len(), 1);
 }
+
+#[test]
+fn a_friend_whose_list_is_read_late_is_hidden_until_then_and_relinked_at_once() {
+    // Ben's friend list and sharing flag could not be read: the graph takes him for not
+    // sharing (the service's graph fails closed so), and nobody sees him.
+    let mut w = World::new();
+    w.graph.set_sharing(BEN, false);
+    w.at(ANA, PARIS);
+    w.at(BEN, north_of(PARIS, 1_000.0));
+    assert!(w.out.locations_to(ANA).is_empty(), "{:?}", w.out.deliveries);
+    w.at(BEN, north_of(PARIS, 900.0));
+    assert!(w.out.locations_to(ANA).is_empty(), "{:?}", w.out.deliveries);
+
+    // Read at last, sharing: linked at once, each sees the other.
+    w.graph.set_sharing(BEN, true);
+    w.out.clear();
+    w.fanout.relink(BEN, w.now, everyone, &w.graph, &mut w.out);
+    let (to_ana, to_ben) = (w.out.locations_to(ANA), w.out.locations_to(BEN));
+    assert_eq!(to_ana.len(), 1, "{:?}", w.out.deliveries);
+    assert_eq!(to_ana[0].friend_id, BEN);
+    assert!(close(to_ana[0].distance_m, 900.0));
+    assert_eq!((to_ben.len(), to_ben[0].friend_id), (1, ANA));
+    w.at(BEN, north_of(PARIS, 800.0));
+    assert_eq!(w.out.locations_to(ANA).len(), 1, "his moves follow");
+
+    // Read at last and not sharing: still nobody sees him.
+    let mut w = World::new();
+    w.graph.set_sharing(BEN, false);
+    w.at(ANA, PARIS);
+    w.at(BEN, north_of(PARIS, 1_000.0));
+    w.out.clear();
+    w.fanout.relink(BEN, w.now, everyone, &w.graph, &mut w.out);
+    assert!(w.out.deliveries.is_empty(), "{:?}", w.out.deliveries);
+    assert_eq!(w.fanout.active_pair_count(), 0);
+}

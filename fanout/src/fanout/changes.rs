@@ -155,6 +155,23 @@ impl Fanout {
         }
     }
 
+    /// `user`'s friend list and sharing flag were read late (after a failed load, or after the
+    /// bounded graph had dropped them while they were active): link them anew with their
+    /// friends in the table who share, as if they had turned sharing on, and each active pair
+    /// in range sees each other at once. Nothing when they do not share.
+    pub fn relink<G: FriendGraph + ?Sized>(
+        &mut self,
+        user: UserId,
+        now_ms: i64,
+        owns: impl Fn(UserId) -> bool,
+        graph: &G,
+        out: &mut Effects,
+    ) {
+        if graph.shares_location(user) {
+            self.sharing_on(user, now_ms, &owns, graph, out);
+        }
+    }
+
     /// Whether both are active at `now_ms` and within the radius of each other.
     fn in_range_and_live(&self, a: Slot, b: Slot, now_ms: i64) -> bool {
         let (a, b) = (self.table.entry(a), self.table.entry(b));

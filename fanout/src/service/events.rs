@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use futures::FutureExt;
+use nearby_common::UserId;
 use nearby_common::clock::now_ms;
 use nearby_common::lag::LagStats;
 use nearby_common::partition::partition_of_user;
@@ -17,6 +18,7 @@ use rdkafka::message::BorrowedMessage;
 use tracing::warn;
 
 use super::run::Running;
+use crate::FriendGraph;
 
 impl Running {
     /// A record of the friendship events topic: decoded (a bad one is logged, counted and
@@ -126,29 +128,47 @@ impl Running {
                 None => {}
             }
         }
-        // Becoming active: read the friend lists afresh (friendships made while
-        // the user was away count), all of the step's at once.
-        let mut activating: Vec<_> = events
-            .iter()
-            .filter(|(_, e)| {
-                matches!(e.body, LocationBody::Position(_))
-                    && !self.fanout.is_active(e.user_id, now)
-            })
-            .map(|(_, e)| e.user_id)
-            .collect();
-        activating.sort_unstable();
-        activating.dedup();
-        for (user, e) in self
-            .graph
-            .load_many(&self.store, &activating, self.config.graph_loads)
-            .await
-        {
-            warn!(error = %e, user, "friend list not loaded");
-            self.status.graph_errors.fetch_add(1, Ordering::Relaxed);
+        // Becoming active: read the friend lists afresh (friendships made while the user was
+        // away count), all of the step's at once. Active users the graph does not hold (a
+        // load that failed, or dropped from its bounded memory) are read again too: until
+        // then the graph takes them for friendless and not sharing.
+        let (mut activating, mut late) = (Vec::new(), Vec::new());
+        for (_, e) in &events {
+            if !matches!(e.body, LocationBody::Position(_)) {
+                continue;
+            }
+            if !self.fanout.is_active(e.user_id, now) {
+                activating.push(e.user_id);
+            } else if !self.graph.knows(e.user_id) {
+                late.push(e.user_id);
+            }
         }
+        for list in [&mut activating, &mut late] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        self.load(&[activating.as_slice(), late.as_slice()].concat())
+            .await;
+        // Their active friends the graph does not hold, so that no link waits for a friend's
+        // sharing flag; those were missing links too, so they are relinked with the late.
+        let unknown_friends = self.unknown_active_friends(&[&activating, &late], now);
+        self.load(&unknown_friends).await;
+        late.extend(unknown_friends);
         // A copy, once per step: the rebalance callbacks write the set, and hold its lock
         // only that long (a revoke that comes during the step is seen by the next one).
         let owned_now = self.owned.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let partition_count = self.partition_count;
+        for user in late {
+            if self.graph.knows(user) {
+                self.fanout.relink(
+                    user,
+                    now,
+                    |u| owned_now.contains(&partition_of_user(u, partition_count)),
+                    &self.graph,
+                    &mut self.effects,
+                );
+            }
+        }
         for (partition, event) in &events {
             self.fanout.apply(
                 event,
@@ -168,6 +188,40 @@ impl Running {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(read_to);
+    }
+
+    /// Reads the friend lists and sharing flags of `users` into the graph; a failure is logged
+    /// and counted (the user stays unknown, so not shown, and is read again on their next
+    /// report).
+    async fn load(&mut self, users: &[UserId]) {
+        if users.is_empty() {
+            return;
+        }
+        for (user, e) in self
+            .graph
+            .load_many(&self.store, users, self.config.graph_loads)
+            .await
+        {
+            warn!(error = %e, user, "friend list not loaded");
+            self.status.graph_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The friends of `users` who are active and whom the graph does not hold, each once.
+    fn unknown_active_friends(&self, users: &[&[UserId]], now: i64) -> Vec<UserId> {
+        let (mut out, mut friends) = (Vec::new(), Vec::new());
+        for &user in users.iter().copied().flatten() {
+            friends.clear();
+            self.graph.friends_of(user, &mut friends);
+            out.extend(
+                friends
+                    .iter()
+                    .filter(|&&f| self.fanout.is_active(f, now) && !self.graph.knows(f)),
+            );
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Produces the deliveries and writes the cache entries in `effects`, then clears it.

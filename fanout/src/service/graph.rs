@@ -1,6 +1,8 @@
 //! The friend graph fanout reads, from the CQL user store: friend lists and sharing flags loaded
 //! (asynchronously, before the core needs them) into a bounded in-memory map the synchronous
-//! core reads through [`FriendGraph`].
+//! core reads through [`FriendGraph`]. It fails closed: a user not held (never loaded, a load
+//! that failed, or dropped from the bounded map) is friendless and not sharing until loaded —
+//! a delay, never a position shown to someone who should not see it.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -137,6 +139,23 @@ impl FriendGraph for StoreGraph {
     }
 
     fn shares_location(&self, user: UserId) -> bool {
-        self.known.get(&user).is_none_or(|k| k.sharing)
+        // Unknown is not sharing: the sharing flag may be off in the store.
+        self.known.get(&user).is_some_and(|k| k.sharing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_not_held_is_friendless_and_not_sharing() {
+        let mut graph = StoreGraph::new(1);
+        assert!(!graph.shares_location(7));
+        graph.insert(7, vec![8], true);
+        assert!(graph.shares_location(7) && graph.are_friends(7, 8));
+        // Dropped to make room: unknown again, so not sharing again.
+        graph.insert(9, vec![], true);
+        assert!(!graph.knows(7) && !graph.shares_location(7) && !graph.are_friends(7, 8));
     }
 }
