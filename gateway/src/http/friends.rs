@@ -12,7 +12,7 @@ use nearby_schemas::FriendshipKind;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, Caller, ErrorBody, not_announced, user_id_param};
+use super::{ApiError, Caller, ErrorBody, not_announced, not_hidden, user_id_param};
 use crate::changes;
 use crate::state::Gateway;
 
@@ -133,7 +133,7 @@ pub async fn put_friend(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`not_found`: no friendship or request between the two", body = ErrorBody),
         (status = 409, description = "`conflict`: changed concurrently; try again", body = ErrorBody),
-        (status = 503, description = "`unavailable` (a store did not answer) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
+        (status = 503, description = "`unavailable` (a store did not answer, or the change could not be announced: it is announced before it is saved, so nothing changed) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -143,6 +143,13 @@ pub async fn delete_friend(
     Path(id): Path<String>,
 ) -> Result<Json<FriendRemovalView>, ApiError> {
     let other = user_id_param(&id)?;
+    // Hidden before it is stored: fanout unlinks the pair first, so no state has the removal
+    // saved while their positions still flow. If that announcement fails, nothing changed
+    // (503 `unavailable`: the pair as it was). Announced again once stored: a friend list
+    // read from the store between the two (an activation, say) is corrected by the second.
+    changes::announce_pair(&gw.changes, FriendshipKind::Removed, user, other)
+        .await
+        .map_err(|e| not_hidden(&e))?;
     let outcome = gw.users.store().remove(user, other).await?;
     gw.users.invalidate(&[user, other]).await;
     if outcome != RemoveOutcome::NotFound {

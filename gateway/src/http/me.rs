@@ -12,7 +12,7 @@ use nearby_schemas::FriendshipKind;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, Body, Caller, ErrorBody, not_announced};
+use super::{ApiError, Body, Caller, ErrorBody, not_announced, not_hidden};
 use crate::changes;
 use crate::state::Gateway;
 
@@ -171,7 +171,7 @@ pub struct Sharing {
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 413, description = "`too_large`: the body is over 64 KiB", body = ErrorBody),
         (status = 429, description = "`rate_limited`: sharing turned on too often (`NEARBY_SHARING_RATE_*`; turning it off is never limited), or over the per-user call limit; `Retry-After` says when", body = ErrorBody),
-        (status = 503, description = "`unavailable` (a store did not answer) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
+        (status = 503, description = "`unavailable` (a store did not answer, or the change could not be announced: it is announced before it is saved, so nothing changed) or `not_announced` (saved, but open sockets do not know yet): repeat the call", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -193,13 +193,21 @@ pub async fn put_sharing(
             limited.retry_after_ms(),
         ));
     }
-    gw.users.store().set_sharing(user, body.enabled).await?;
-    gw.users.invalidate(&[user]).await;
     let kind = if body.enabled {
         FriendshipKind::SharingOn
     } else {
         FriendshipKind::SharingOff
     };
+    // Sharing off is hidden before it is stored (as an unfriend is): if that announcement
+    // fails, nothing changed. Sharing on is stored first: a failed announcement then only
+    // delays friends seeing the user (fanout reads it at their next activation).
+    if !body.enabled {
+        changes::announce(&gw.changes, kind, user)
+            .await
+            .map_err(|e| not_hidden(&e))?;
+    }
+    gw.users.store().set_sharing(user, body.enabled).await?;
+    gw.users.invalidate(&[user]).await;
     changes::announce(&gw.changes, kind, user)
         .await
         .map_err(|e| not_announced(&e))?;

@@ -204,6 +204,18 @@ impl From<nearby_common::Error> for ApiError {
 /// The error of a change that is stored but could not be announced: fanout and the other
 /// gateways learn of it late (at a user's next activation, or the caches' TTL). Repeating the
 /// call announces it again.
+/// 503 `unavailable` for a change that hides something (an unfriend, sharing off) whose
+/// announcement, made before it is stored, failed: nothing was changed.
+pub(crate) fn not_hidden(e: &nearby_common::Error) -> ApiError {
+    warn!(error = %e, "change not announced, so not stored");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the change could not be announced, so nothing was changed: repeat the call",
+    )
+    .with_retry_after(1)
+}
+
 fn not_announced(e: &nearby_common::Error) -> ApiError {
     warn!(error = %e, "change stored but not announced");
     ApiError::new(
