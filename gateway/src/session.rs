@@ -159,6 +159,8 @@ pub async fn run(
         let _ = conn.writer.flush(cfg.send_timeout).await;
         return;
     }
+    // Counted once on the log: the last of the user's sessions here to end names it.
+    gw.user_sockets.connected(user, &session_id);
     gw.registry.insert(conn.clone());
     info!("connected");
 
@@ -241,11 +243,10 @@ pub async fn run(
         Box::pin(close_handshake(&mut sink, &mut stream, &conn, code, reason)).await;
     }
     conn.writer.close();
-    if let Err(e) = Box::pin(
-        gw.ingest
-            .disconnected(user, &gw.config.gateway_id, &session_id),
-    )
-    .await
+    // Another socket of the user's here keeps the deliveries coming: only the last one to end
+    // records the disconnect, naming the session fanout holds.
+    if let Some(latest) = gw.user_sockets.leaving(user)
+        && let Err(e) = Box::pin(gw.ingest.disconnected(user, &gw.config.gateway_id, &latest)).await
     {
         warn!(error = %e, "could not record the disconnect");
     }

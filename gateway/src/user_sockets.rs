@@ -2,6 +2,12 @@
 //! one account cannot take the gateway's connections (or a friend's deliveries, written to
 //! each of its sockets) for itself. A slot is taken at the upgrade and given back when the
 //! socket's session ends, whatever ends it.
+//!
+//! It also says when the user has left this gateway. Fanout routes a user's deliveries to the
+//! gateway of their latest `Connected` record and stops at the `Disconnected` of that same
+//! session; a user with two sockets here (a phone and a browser) who closes one still has the
+//! other. So a session that ends records `Disconnected` only when it was the user's last one
+//! here, and names the latest session announced ([`UserSockets::leaving`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +19,10 @@ use nearby_common::UserId;
 pub struct UserSockets {
     // Taken at every upgrade and every session end, never across an await.
     open: Mutex<HashMap<UserId, u32>>,
+    // Sessions whose `Connected` was recorded and that have not ended, per user, and the
+    // latest of them; one lock, so two sessions ending at once cannot both think the other
+    // is still there.
+    announced: Mutex<HashMap<UserId, (u32, String)>>,
 }
 
 impl UserSockets {
@@ -28,6 +38,26 @@ impl UserSockets {
             sockets: self.clone(),
             user,
         })
+    }
+
+    /// Records that `session`'s `Connected` is on the log: it is `user`'s latest here.
+    pub fn connected(&self, user: UserId, session: &str) {
+        let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = announced.entry(user).or_insert((0, String::new()));
+        entry.0 += 1;
+        session.clone_into(&mut entry.1);
+    }
+
+    /// A session of `user` whose `Connected` was recorded ends: when it was their last here,
+    /// the session the `Disconnected` must name (the latest announced, which fanout holds).
+    pub fn leaving(&self, user: UserId) -> Option<String> {
+        let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = announced.get_mut(&user)?;
+        entry.0 -= 1;
+        if entry.0 > 0 {
+            return None;
+        }
+        announced.remove(&user).map(|(_, latest)| latest)
     }
 
     /// Sockets `user` holds.
@@ -78,5 +108,15 @@ mod tests {
         assert_eq!(sockets.of(8), 0, "8's slot was dropped at once");
         drop(held);
         assert_eq!(sockets.of(7), 0);
+    }
+
+    #[test]
+    fn only_the_last_session_to_leave_names_the_latest_one() {
+        let sockets = UserSockets::default();
+        sockets.connected(7, "older");
+        sockets.connected(7, "newer");
+        assert_eq!(sockets.leaving(7), None, "the older one is still open");
+        assert_eq!(sockets.leaving(7).as_deref(), Some("newer"));
+        assert_eq!(sockets.leaving(7), None, "nothing announced any more");
     }
 }

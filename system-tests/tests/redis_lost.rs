@@ -1,0 +1,133 @@
+//! Redis restarted empty under a running system (a Redis of the test's own, on a free port,
+//! SIGKILLed and started again with nothing): deliveries never depend on it, so friends keep
+//! seeing each other move; first pages, built from its cache, list nobody wrong meanwhile and
+//! list the friend again as soon as the friend's next report is in. The time from that report to
+//! the page is printed and bounded (5 s).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nearby_system_tests::system;
+use nearby_testkit::pipeline::*;
+use nearby_testkit::process::free_addr;
+use nearby_testkit::{Client, now_ms};
+use serde_json::Value;
+
+/// A `redis-server` of the test's own, with no persistence (a restart is empty); killed when
+/// dropped, so a failing test leaves no server behind.
+struct OwnRedis(Child);
+
+impl OwnRedis {
+    fn start(addr: SocketAddr) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by the stack)");
+        Self(child)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (at most 10 s) until Redis at `addr` answers PING.
+async fn redis_ready(addr: SocketAddr) {
+    let url = format!("redis://{addr}/");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(client) = redis::Client::open(url.as_str())
+            && let Ok(mut c) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The first page a fresh socket of `user` gets at HOME: the ids it lists (none when the page
+/// could not be built: an `error` frame instead).
+async fn first_page(gw: &nearby_system_tests::TestGateway, user: i64) -> Vec<String> {
+    let mut c: Client = gw.connect(user).await;
+    report(&mut c, HOME, now_ms()).await;
+    let page = c.next_within(10).await.unwrap_or(Value::Null);
+    if page["type"] != "nearby" {
+        return Vec::new();
+    }
+    page["friends"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|e| e["user_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn after_redis_restarts_empty_friends_are_listed_again_from_their_next_report() {
+    let addr = free_addr();
+    let redis = OwnRedis::start(addr);
+    redis_ready(addr).await;
+    let url = format!("--redis-url=redis://{addr}/");
+    let (gw, fanout) = system(&[&url], &[&url]).await;
+    let (a, b, mut ca, mut cb) = connected_friends(&gw, &gw).await;
+    at_home(&mut cb).await;
+    report(&mut ca, north(300.0), now_ms()).await;
+    location_of(&mut cb, a, 10).await.expect("B sees A");
+    let a_id = a.to_string();
+    assert_eq!(
+        first_page(&gw, b).await,
+        std::slice::from_ref(&a_id),
+        "listed before"
+    );
+
+    // Redis is lost and comes back empty.
+    drop(redis);
+    let _redis = OwnRedis::start(addr);
+    redis_ready(addr).await;
+    let lost = first_page(&gw, b).await;
+    assert!(lost.iter().all(|id| *id == a_id), "a wrong entry: {lost:?}");
+
+    // Deliveries never needed it: A's next report reaches B at once.
+    let next_report = Instant::now();
+    report(&mut ca, north(250.0), now_ms()).await;
+    location_of(&mut cb, a, 10)
+        .await
+        .expect("B sees A move after the restart");
+    // And pages list A again from that report on (a report a second meanwhile, as a phone
+    // would keep sending; the first write may meet the connection Redis dropped).
+    let listed = loop {
+        if first_page(&gw, b).await == [a_id.clone()] {
+            break next_report.elapsed();
+        }
+        assert!(
+            next_report.elapsed() < Duration::from_secs(5),
+            "A not listed 5 s after their next report"
+        );
+        report(&mut ca, north(250.0), now_ms()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "redis restarted empty: A listed again {} ms after their next report",
+        listed.as_millis()
+    );
+    drop((ca, cb));
+    fanout.stop().await;
+    gw.stop().await;
+}
