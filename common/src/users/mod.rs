@@ -6,6 +6,7 @@
 //! acting at once cannot leave it half-done; `friends_by_user` is the per-person listing derived
 //! from it (written after the pair row, both sides in one logged batch).
 
+mod friendship;
 mod pending;
 mod schema;
 mod store;
