@@ -71,7 +71,8 @@ die() {
 usage() {
     cat <<'EOF'
 usage: stack/stack.sh COMMAND
-  up                 fetch if needed, start Kafka, Cassandra and Redis, wait until they answer
+  up [SERVICE...]    fetch if needed, start Kafka, Cassandra and Redis (or only the services
+                     named), wait until they answer
   down [--purge] [SERVICE...]
                      stop what `up` started (by pid), or only the services named (kafka,
                      cassandra, redis; `up` starts them again); --purge also deletes the data
@@ -522,7 +523,14 @@ fail_service() { # print what went wrong, the log tail and a hint, then exit non
 # commands
 
 cmd_up() {
-    local started_at=$SECONDS svc pid timeout rc
+    local started_at=$SECONDS svc pid timeout rc arg chosen=" "
+    for arg in "$@"; do
+        case $arg in
+            kafka | cassandra | redis) chosen+="$arg " ;;
+            *) die "up: unknown service '$arg' (services: ${SERVICES[*]})" ;;
+        esac
+    done
+    [[ $chosen != " " ]] || chosen=" ${SERVICES[*]} "
     check_settings
     cmd_fetch
     mkdir -p "$CONF_DIR" "$DATA_DIR" "$LOG_DIR" "$RUN_DIR"
@@ -531,6 +539,7 @@ cmd_up() {
     # Cassandra is the slow one: start it first so the others start while it boots.
     local order=(cassandra kafka redis) to_start=()
     for svc in "${order[@]}"; do
+        [[ $chosen == *" $svc "* ]] || continue
         if pid=$(running_pid "$svc"); then
             pids[$svc]=$pid
         else
@@ -550,6 +559,7 @@ cmd_up() {
     done
 
     for svc in redis kafka cassandra; do
+        [[ $chosen == *" $svc "* ]] || continue
         case $svc in
             kafka) timeout=$KAFKA_TIMEOUT ;;
             cassandra) timeout=$CASSANDRA_TIMEOUT ;;

@@ -69,14 +69,29 @@ struct State {
 }
 
 /// What the loop should do after handling a frame.
-enum Next {
+enum Next<'g> {
     Continue,
     Close(u16, &'static str),
+    /// A report handed to the producer whose broker acknowledgement is still to come.
+    Acking(Ack<'g>),
 }
+
+/// A report's produce, awaited beside the read loop: its result and the reported position.
+type Ack<'g> = std::pin::Pin<
+    Box<
+        dyn Future<Output = (Result<nearby_ingest::Accepted, IngestError>, (f64, f64))> + Send + 'g,
+    >,
+>;
+
+/// Reports of one socket whose acknowledgement may be awaited at once; past it, the session
+/// stops reading the socket until one is answered (the client's TCP window fills: backpressure).
+/// 32 covers a broker's restart: at the report limit of one a second, 30 s of the producer's
+/// delivery timeout (`NEARBY_INGEST_DELIVERY_TIMEOUT`) is 30 reports.
+const MAX_ACKS_PENDING: usize = 32;
 
 /// Sends a reply frame (ahead of nothing: it queues behind what waits); `Err` once the socket
 /// is closed.
-fn reply(conn: &Connection, frame: ServerFrame) -> Result<Next, ()> {
+fn reply(conn: &Connection, frame: ServerFrame) -> Result<Next<'static>, ()> {
     if conn.send_frame(&frame) {
         Ok(Next::Continue)
     } else {
@@ -178,6 +193,11 @@ pub async fn run(
     // Once this session has sent `reconnect` (the drain queues it in the outbox), the end of
     // the client's grace to close; made only then, so idle sessions stay small.
     let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // Reports whose broker ack is awaited, answered in the order read. Why beside the loop and
+    // not inline: a stalled broker (a restart takes ~15 s) must not stall reading the socket.
+    // Read later, the reports a phone sent a second apart met the per-user rate limit back to
+    // back once the broker returned, and the phone was closed as a flooder.
+    let mut acks: futures::stream::FuturesOrdered<Ack<'_>> = futures::stream::FuturesOrdered::new();
 
     let close_with = loop {
         tokio::select! {
@@ -200,7 +220,14 @@ pub async fn run(
                     break None;
                 }
             }
-            msg = stream.next() => {
+            Some((result, at)) = acks.next(), if !acks.is_empty() => {
+                match reported(&gw, &conn, &mut state, at, result) {
+                    Ok(Next::Close(code, reason)) => break Some((code, reason)),
+                    Ok(_) => {}
+                    Err(()) => break None,
+                }
+            }
+            msg = stream.next(), if acks.len() < MAX_ACKS_PENDING => {
                 last_seen = Instant::now();
                 let next = match msg {
                     Some(Ok(Message::Text(text))) => Box::pin(on_text(&gw, &conn, &mut state, user, text.as_str())).await,
@@ -221,6 +248,7 @@ pub async fn run(
                 };
                 match next {
                     Ok(Next::Continue) => {}
+                    Ok(Next::Acking(ack)) => acks.push_back(ack),
                     Ok(Next::Close(code, reason)) => break Some((code, reason)),
                     Err(()) => break None,
                 }
@@ -287,7 +315,11 @@ async fn close_handshake<S, R>(
 
 /// Takes one frame from the budget; when it is spent, the answer to the frame (dropped, counted
 /// towards a flood).
-fn over_budget(gw: &Gateway, conn: &Connection, state: &mut State) -> Option<Result<Next, ()>> {
+fn over_budget(
+    gw: &Gateway,
+    conn: &Connection,
+    state: &mut State,
+) -> Option<Result<Next<'static>, ()>> {
     if state.budget.take() {
         return None;
     }
@@ -304,7 +336,7 @@ fn over_limit(
     conn: &Connection,
     state: &mut State,
     message: String,
-) -> Result<Next, ()> {
+) -> Result<Next<'static>, ()> {
     state.over_limit += 1;
     if state.over_limit > gw.config.flood_tolerance {
         let frame = ServerFrame::error(codes::FLOOD, "too many frames: closing (1008)");
@@ -314,13 +346,13 @@ fn over_limit(
     reply(conn, ServerFrame::error(codes::RATE_LIMITED, message))
 }
 
-async fn on_text(
-    gw: &Gateway,
+async fn on_text<'g>(
+    gw: &'g Gateway,
     conn: &Connection,
     state: &mut State,
     user: UserId,
     text: &str,
-) -> Result<Next, ()> {
+) -> Result<Next<'g>, ()> {
     let cfg = &gw.config;
     if let Some(refused) = over_budget(gw, conn, state) {
         return refused;
@@ -354,54 +386,33 @@ async fn on_text(
                 ts,
                 accuracy_m,
             };
+            if state.position.is_some() {
+                let mut produce = Box::pin(gw.ingest.report(user, Some(&cfg.gateway_id), report));
+                // The first poll checks the report and hands it to the producer (so reports
+                // enqueue in the order read); the ack is awaited beside the read loop.
+                return match futures::poll!(produce.as_mut()) {
+                    std::task::Poll::Ready(result) => reported(gw, conn, state, (lat, lon), result),
+                    std::task::Poll::Pending => Ok(Next::Acking(Box::pin(async move {
+                        (produce.await, (lat, lon))
+                    }))),
+                };
+            }
             // The first accepted report is answered with the first page, the snapshot the
             // deliveries update: those that come meanwhile (this report's own, say) wait
             // behind it rather than overtake it.
-            let first = state.position.is_none();
-            if first {
-                conn.writer.hold();
-            }
+            conn.writer.hold();
             let result = gw.ingest.report(user, Some(&cfg.gateway_id), report).await;
-            if first && result.is_err() {
+            if result.is_err() {
                 conn.writer.release_with(None);
+                return reported(gw, conn, state, (lat, lon), result);
             }
-            match result {
-                Ok(_) => {
-                    gw.metrics.report("socket", "accepted");
-                    state.over_limit = 0;
-                    state.position = Some((lat, lon));
-                    if first {
-                        let page = page_frame(gw, user, (lat, lon), None).await;
-                        let page = Frame::other(crate::wsframe::text(&page));
-                        return if conn.writer.release_with(Some(page)) {
-                            Ok(Next::Continue)
-                        } else {
-                            Err(())
-                        };
-                    }
-                    Ok(Next::Continue)
-                }
-                Err(IngestError::Rejected(r @ Rejection::RateLimited { .. })) => {
-                    gw.metrics.report("socket", r.code());
-                    over_limit(gw, conn, state, r.message())
-                }
-                Err(IngestError::Rejected(r)) => {
-                    gw.metrics.report("socket", r.code());
-                    let mut frame = ServerFrame::error(r.code(), r.message());
-                    if let ServerFrame::Error { reference, .. } = &mut frame {
-                        *reference = Some("location".into());
-                    }
-                    reply(conn, frame)
-                }
-                Err(e) => {
-                    gw.metrics.report("socket", "unavailable");
-                    warn!(error = %e, "report not stored");
-                    let frame = ServerFrame::error(
-                        codes::UNAVAILABLE,
-                        "the report could not be stored: send it again",
-                    );
-                    reply(conn, frame)
-                }
+            reported(gw, conn, state, (lat, lon), result)?;
+            let page = page_frame(gw, user, (lat, lon), None).await;
+            let page = Frame::other(crate::wsframe::text(&page));
+            if conn.writer.release_with(Some(page)) {
+                Ok(Next::Continue)
+            } else {
+                Err(())
             }
         }
         ClientFrame::More { cursor } => {
@@ -418,6 +429,46 @@ async fn on_text(
             };
             let page = page_frame(gw, user, position, Some(cursor)).await;
             reply(conn, page)
+        }
+    }
+}
+
+/// Answers a report's outcome: an accepted one moves the position pages are measured from;
+/// a refused one gets its error frame (and counts towards the flood tolerance if rate-limited).
+fn reported(
+    gw: &Gateway,
+    conn: &Connection,
+    state: &mut State,
+    at: (f64, f64),
+    result: Result<nearby_ingest::Accepted, IngestError>,
+) -> Result<Next<'static>, ()> {
+    match result {
+        Ok(_) => {
+            gw.metrics.report("socket", "accepted");
+            state.over_limit = 0;
+            state.position = Some(at);
+            Ok(Next::Continue)
+        }
+        Err(IngestError::Rejected(r @ Rejection::RateLimited { .. })) => {
+            gw.metrics.report("socket", r.code());
+            over_limit(gw, conn, state, r.message())
+        }
+        Err(IngestError::Rejected(r)) => {
+            gw.metrics.report("socket", r.code());
+            let mut frame = ServerFrame::error(r.code(), r.message());
+            if let ServerFrame::Error { reference, .. } = &mut frame {
+                *reference = Some("location".into());
+            }
+            reply(conn, frame)
+        }
+        Err(e) => {
+            gw.metrics.report("socket", "unavailable");
+            warn!(error = %e, "report not stored");
+            let frame = ServerFrame::error(
+                codes::UNAVAILABLE,
+                "the report could not be stored: send it again",
+            );
+            reply(conn, frame)
         }
     }
 }

@@ -77,3 +77,48 @@ pub async fn wait_changes(fanout: &TestFanout, n: u64) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// The load generator's small city driven against `gw` in the background for `duration` (a
+/// report a second from each of `people`, 10 friends each; `extra` flags after the kit's), as
+/// the fault tests' load: the run's JSON (`counts`, `latency`) once it ends.
+pub fn background_load(
+    gw: &TestGateway,
+    people: u32,
+    duration: Duration,
+    extra: &[&str],
+) -> tokio::sync::oneshot::Receiver<serde_json::Value> {
+    #[derive(Debug, clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        run: nearby_loadgen::run::RunArgs,
+    }
+    let out = std::env::temp_dir().join(nearby_testkit::unique("loadgen-bg-"));
+    let mut flags = loadgen_flags(gw, "background", &out);
+    flags.extend([
+        format!("--people={people}"),
+        "--degree=10".to_owned(),
+        "--interval=1s".to_owned(),
+        format!("--duration={}s", duration.as_secs()),
+        "--drain=2s".to_owned(),
+        "--no-lag".to_owned(),
+    ]);
+    flags.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args = <Args as clap::Parser>::parse_from(flags);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A runtime of its own on a thread of its own: the run's future is not `Send`, and the load
+    // should not share the stages' worker threads (a real load generator would not).
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("the load's runtime");
+        let result = runtime
+            .block_on(nearby_loadgen::run::run(&args.run))
+            .expect("the background load runs");
+        let json = std::fs::read(&result.header.json_path).expect("the load's JSON");
+        std::fs::remove_dir_all(&out).ok();
+        let _ = tx.send(serde_json::from_slice(&json).expect("valid JSON"));
+    });
+    rx
+}

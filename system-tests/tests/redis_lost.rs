@@ -1,64 +1,16 @@
-//! Redis restarted empty under a running system (a Redis of the test's own, on a free port,
+//! Redis restarted empty under a running system (a Redis of the test's own, [`OwnService`],
 //! SIGKILLed and started again with nothing): deliveries never depend on it, so friends keep
 //! seeing each other move; first pages, built from its cache, list nobody wrong meanwhile and
 //! list the friend again as soon as the friend's next report is in. The time from that report to
 //! the page is printed and bounded (5 s).
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nearby_system_tests::system;
+use nearby_testkit::own::{OwnService, Service};
 use nearby_testkit::pipeline::*;
-use nearby_testkit::process::free_addr;
 use nearby_testkit::{Client, now_ms};
 use serde_json::Value;
-
-/// A `redis-server` of the test's own, with no persistence (a restart is empty); killed when
-/// dropped, so a failing test leaves no server behind.
-struct OwnRedis(Child);
-
-impl OwnRedis {
-    fn start(addr: SocketAddr) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by the stack)");
-        Self(child)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits (at most 10 s) until Redis at `addr` answers PING.
-async fn redis_ready(addr: SocketAddr) {
-    let url = format!("redis://{addr}/");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(client) = redis::Client::open(url.as_str())
-            && let Ok(mut c) = client.get_multiplexed_async_connection().await
-            && redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok()
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "redis never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The first page a fresh socket of `user` gets at HOME: the ids it lists (none when the page
 /// could not be built: an `error` frame instead).
@@ -81,10 +33,8 @@ async fn first_page(gw: &nearby_system_tests::TestGateway, user: i64) -> Vec<Str
 
 #[tokio::test]
 async fn after_redis_restarts_empty_friends_are_listed_again_from_their_next_report() {
-    let addr = free_addr();
-    let redis = OwnRedis::start(addr);
-    redis_ready(addr).await;
-    let url = format!("--redis-url=redis://{addr}/");
+    let redis = OwnService::start(Service::Redis).await;
+    let url = format!("--redis-url=redis://{}/", redis.addr);
     let (gw, fanout) = system(&[&url], &[&url]).await;
     let (a, b, mut ca, mut cb) = connected_friends(&gw, &gw).await;
     at_home(&mut cb).await;
@@ -98,9 +48,8 @@ async fn after_redis_restarts_empty_friends_are_listed_again_from_their_next_rep
     );
 
     // Redis is lost and comes back empty.
-    drop(redis);
-    let _redis = OwnRedis::start(addr);
-    redis_ready(addr).await;
+    redis.kill().await;
+    redis.up().await;
     let lost = first_page(&gw, b).await;
     assert!(lost.iter().all(|id| *id == a_id), "a wrong entry: {lost:?}");
 

@@ -5,7 +5,8 @@
 //! the stages' common trait, with each stage's test command line in [`fanout`] and [`sink`];
 //! [`TestGateway`] for the gateway), the clients a test drives
 //! ([`client`]) with tokens ([`tokens`]) and an identity provider's key set ([`jwks`]), the steps end-to-end tests share ([`pipeline`]) and
-//! the workspace's binaries as child processes ([`process`]).
+//! the workspace's binaries as child processes ([`process`]), and Kafka, Cassandra or Redis of a
+//! test's own to kill and start again ([`own`]).
 //!
 //! The kit depends on no stage's crate (only on `nearby-common` and `nearby-schemas`), so a
 //! stage's tests that use it make no crate circle.
@@ -19,6 +20,7 @@ pub mod fanout;
 pub mod gateway;
 pub mod jwks;
 pub mod names;
+pub mod own;
 pub mod pipeline;
 pub mod process;
 pub mod records;

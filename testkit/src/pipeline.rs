@@ -156,3 +156,17 @@ pub async fn location_of(c: &mut Client, friend: i64, secs: u64) -> Option<Value
 pub async fn left_of(c: &mut Client, friend: i64, secs: u64) -> Option<Value> {
     next_about(c, "friend_left", friend, secs).await
 }
+
+/// The `ts` of every position in `u`'s history from `from` on, oldest first, as the history API
+/// of the gateway at `addr` lists them (one page of up to 1000).
+pub async fn history_at(addr: SocketAddr, u: i64, from: i64) -> Vec<i64> {
+    let path = format!("/v1/me/history?from={from}&to={}&limit=1000", now_ms() + 1);
+    let (status, page) = http(addr, "GET", &path, Some(&token(u)), None).await;
+    assert_eq!(status, 200, "history: {page}");
+    page["locations"]
+        .as_array()
+        .expect("locations")
+        .iter()
+        .map(|l| l["ts"].as_i64().expect("ts"))
+        .collect()
+}

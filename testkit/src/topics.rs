@@ -13,7 +13,13 @@ const RETENTION: Duration = Duration::from_secs(86_400);
 /// Creates `topics` (names) with `partitions` each; returns at once, before the broker has
 /// elected their leaders (a stage waits for them at start-up).
 pub async fn create(topics: &[String], partitions: i32) {
-    let admin = kafka::admin_client(&brokers()).expect("admin client");
+    create_on(&brokers(), topics, partitions).await;
+}
+
+/// Creates `topics` with `partitions` each on the cluster at `brokers` (a broker of the test's
+/// own, [`crate::own`]).
+pub async fn create_on(brokers: &str, topics: &[String], partitions: i32) {
+    let admin = kafka::admin_client(brokers).expect("admin client");
     let specs: Vec<TopicSpec> = topics
         .iter()
         .map(|name| TopicSpec {
