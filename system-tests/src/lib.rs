@@ -80,8 +80,10 @@ pub async fn wait_changes(fanout: &TestFanout, n: u64) {
 
 /// The load generator's small city driven against `gw` in the background for `duration` (a
 /// report a second from each of `people`, 10 friends each; `extra` flags after the kit's), as
-/// the fault tests' load: the run's JSON (`counts`, `latency`) once it ends.
-pub fn background_load(
+/// the fault tests' load. Returns once its people report (its set-up, friend requests and all,
+/// is over, so a fault that follows meets only the load itself); the receiver gets the run's
+/// JSON (`counts`, `latency`) once it ends.
+pub async fn background_load(
     gw: &TestGateway,
     people: u32,
     duration: Duration,
@@ -120,5 +122,24 @@ pub fn background_load(
         std::fs::remove_dir_all(&out).ok();
         let _ = tx.send(serde_json::from_slice(&json).expect("valid JSON"));
     });
+    reporting(gw, u64::from(people) * 2).await;
     rx
+}
+
+/// Waits (at most 60 s) until `gw` has accepted `n` reports over sockets.
+async fn reporting(gw: &TestGateway, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let accepted = r#"nearby_gateway_reports_total{via="socket",result="accepted"}"#;
+    loop {
+        let (_, page) = nearby_testkit::client::get(gw.admin, "/metrics").await;
+        let got = nearby_testkit::client::sample(&page, accepted).unwrap_or(0);
+        if u64::try_from(got).unwrap_or(0) >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the background load never started reporting"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

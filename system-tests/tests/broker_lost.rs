@@ -67,24 +67,6 @@ async fn history_settled(gw: &TestGateway, u: i64, from: i64, want: usize) -> Ve
     }
 }
 
-/// Waits (at most 60 s) until the load's people report: its set-up, friend requests and all,
-/// is over before the fault.
-async fn load_running(gw: &TestGateway) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let accepted = r#"nearby_gateway_reports_total{via="socket",result="accepted"}"#;
-    loop {
-        let (_, page) = nearby_testkit::client::get(gw.admin, "/metrics").await;
-        if nearby_testkit::client::sample(&page, accepted) >= Some(100) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the load never started reporting"
-        );
-        sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_killed_for_10_s_loses_no_acknowledged_report_and_deliveries_resume() {
     let kafka = OwnService::start(Service::Kafka).await;
@@ -96,8 +78,7 @@ async fn a_broker_killed_for_10_s_loses_no_acknowledged_report_and_deliveries_re
     let gw = TestGateway::start_on(&prefix, &keyspace, "gw-a", &[&brokers]).await;
     let fanout = start_fanout(&prefix, &keyspace, &[&brokers]).await;
     let sink = start_sink(&prefix, &keyspace, &unique("test-sink-"), &[&brokers]).await;
-    let load = background_load(&gw, 50, Duration::from_secs(75), &[&brokers]);
-    load_running(&gw).await;
+    let load = background_load(&gw, 50, Duration::from_secs(75), &[&brokers]).await;
 
     let start = now_ms();
     let (a, _, mut ca, mut cb) = connected_friends(&gw, &gw).await;

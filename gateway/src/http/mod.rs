@@ -101,7 +101,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    /// Seconds for a `Retry-After` header (429s).
+    /// Seconds for a `Retry-After` header (429s, 503s).
     retry_after_s: Option<u64>,
 }
 
@@ -134,8 +134,14 @@ impl ApiError {
             "unavailable",
             "a store is not answering: try again",
         )
+        // A store coming back (a CQL node restarting takes 10 s or more) is not helped by
+        // every client trying again at once.
+        .with_retry_after(STORE_RETRY_AFTER_S)
     }
 }
+
+/// `Retry-After` of a 503 `unavailable` when a store did not answer, seconds.
+pub(crate) const STORE_RETRY_AFTER_S: u64 = 5;
 
 /// The body of every error answer: `{"error": {"code", "message"}}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
