@@ -37,6 +37,9 @@ pub struct Metrics {
     pub upgrades_refused: Family<Label, Counter>,
     /// New connections refused before any HTTP, by `reason` (`too_many_connections`).
     pub connections_refused: Family<Label, Counter>,
+    /// Sessions ended, by `reason`: `client` (it closed or went), `slow` (took no write for the
+    /// send timeout), `flood`, `idle`, `too_big`, `going_away` (drain or shutdown).
+    pub sessions_closed: Family<Label, Counter>,
 }
 
 impl Metrics {
@@ -76,6 +79,7 @@ impl Default for Metrics {
             outbox_frames: Gauge::default(),
             upgrades_refused: Family::default(),
             connections_refused: Family::default(),
+            sessions_closed: Family::default(),
         };
         registry.register("connections", "Sockets open", m.connections.clone());
         registry.register(
@@ -134,11 +138,21 @@ impl Default for Metrics {
             "New connections refused before any HTTP (NEARBY_CONNECT_RATE_*), by reason",
             m.connections_refused.clone(),
         );
+        registry.register(
+            "sessions_closed",
+            "WebSocket sessions ended, by reason (client, slow, flood, idle, too_big, going_away)",
+            m.sessions_closed.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
+    /// Counts a session's end.
+    pub fn session_closed(&self, reason: &str) {
+        Self::count(&self.sessions_closed, "reason", reason, 1);
+    }
+
     /// Counts a report.
     pub fn report(&self, via: &'static str, result: &str) {
         self.reports

@@ -199,6 +199,8 @@ pub async fn run(
     // back once the broker returned, and the phone was closed as a flooder.
     let mut acks: futures::stream::FuturesOrdered<Ack<'_>> = futures::stream::FuturesOrdered::new();
 
+    // Set when the socket took no write for the send timeout (the end is counted by reason).
+    let mut slow = false;
     let close_with = loop {
         tokio::select! {
             // Shutdown first: a stopping gateway stops taking work before anything else.
@@ -217,6 +219,7 @@ pub async fn run(
             () = conn.writer.wanted() => {
                 if Box::pin(conn.writer.flush(cfg.send_timeout)).await != Flushed::Done {
                     debug!("client too slow or gone; closing");
+                    slow = true;
                     break None;
                 }
             }
@@ -262,6 +265,14 @@ pub async fn run(
         }
     };
 
+    gw.metrics.session_closed(match close_with {
+        None if slow => "slow",
+        None => "client",
+        Some((close::FLOOD, _)) => "flood",
+        Some((close::IDLE, _)) => "idle",
+        Some((close::TOO_BIG, _)) => "too_big",
+        Some(_) => "going_away",
+    });
     // Once removed, the delivery reader writes nothing more here (it writes under the
     // registry's read lock).
     gw.registry.remove(&conn);
