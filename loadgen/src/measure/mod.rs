@@ -18,6 +18,9 @@
 //! # (or turns sharing off); latency = when the receiver got `friend_left` − when the HTTP call
 //! # returned. Each change is undone (befriend again, sharing on) and that timed the same way.
 //! nearby-loadgen measure changes --pairs 20 --changes 200
+//!
+//! # A reconnect storm: N sockets connect at once, report, and wait for their first page.
+//! nearby-loadgen measure storm --connections 10000
 //! ```
 //!
 //! Measure idle memory on a freshly started gateway: memory freed after earlier connections stays
@@ -29,7 +32,7 @@
 //! `prlimit`, as far as the hard limit allows) and says what the gateway's is.
 //!
 //! This file holds the flags, the dispatch and what the modes share; the modes are `idle`,
-//! `latency` and `changes`, `pairs` the friend pairs (sockets, frames) the last two use, and
+//! `latency`, `changes` and `storm`, `pairs` the friend pairs (sockets, frames) the last two use, and
 //! `hops` the topic reader of `latency --hops`.
 
 mod changes;
@@ -37,6 +40,7 @@ mod hops;
 mod idle;
 mod latency;
 mod pairs;
+pub mod storm;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,6 +51,7 @@ use serde_json::{Value, json};
 pub use self::changes::ChangesArgs;
 pub use self::idle::IdleArgs;
 pub use self::latency::LatencyArgs;
+pub use self::storm::StormArgs;
 use crate::{net, stats};
 
 /// How long the minted tokens last.
@@ -103,6 +108,8 @@ pub enum Mode {
     /// Change-to-socket latency: from an unfriend or sharing-off call returning to the friend's
     /// socket getting `friend_left` (and from the undoing call to `friend_location`).
     Changes(ChangesArgs),
+    /// A reconnect storm: N sockets connect at once, each reports and waits for its first page.
+    Storm(StormArgs),
 }
 
 /// Runs the measurement `args` names; it prints what it measured.
@@ -111,6 +118,7 @@ pub async fn run(args: &MeasureArgs) -> anyhow::Result<()> {
         Mode::Idle(mode) => idle::idle(&args.target, mode).await,
         Mode::Latency(mode) => latency::latency(&args.target, mode).await,
         Mode::Changes(mode) => changes::changes(&args.target, mode).await,
+        Mode::Storm(mode) => storm::storm(&args.target, mode).await.map(|_| ()),
     }
 }
 
