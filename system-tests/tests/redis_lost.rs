@@ -1,12 +1,12 @@
-//! Redis restarted empty under a running system (a Redis of the test's own, [`OwnService`],
-//! SIGKILLed and started again with nothing): deliveries never depend on it, so friends keep
+//! Redis restarted empty under load (the load generator's small city; a Redis of the test's
+//! own, [`OwnService`], SIGKILLed and started again with nothing): deliveries never depend on it, so friends keep
 //! seeing each other move; first pages, built from its cache, list nobody wrong meanwhile and
 //! list the friend again as soon as the friend's next report is in. The time from that report to
 //! the page is printed and bounded (5 s).
 
 use std::time::{Duration, Instant};
 
-use nearby_system_tests::system;
+use nearby_system_tests::{background_load, system};
 use nearby_testkit::own::{OwnService, Service};
 use nearby_testkit::pipeline::*;
 use nearby_testkit::{Client, now_ms};
@@ -36,6 +36,7 @@ async fn after_redis_restarts_empty_friends_are_listed_again_from_their_next_rep
     let redis = OwnService::start(Service::Redis).await;
     let url = format!("--redis-url=redis://{}/", redis.addr);
     let (gw, fanout) = system(&[&url], &[&url]).await;
+    let load = background_load(&gw, 50, Duration::from_secs(30), &[]).await;
     let (a, b, mut ca, mut cb) = connected_friends(&gw, &gw).await;
     at_home(&mut cb).await;
     report(&mut ca, north(300.0), now_ms()).await;
@@ -76,6 +77,8 @@ async fn after_redis_restarts_empty_friends_are_listed_again_from_their_next_rep
         "redis restarted empty: A listed again {} ms after their next report",
         listed.as_millis()
     );
+    let load = load.await.expect("the load");
+    println!("redis: the load's counts: {}", load["counts"]);
     drop((ca, cb));
     fanout.stop().await;
     gw.stop().await;
