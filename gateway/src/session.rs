@@ -400,7 +400,9 @@ async fn on_text<'g>(
             if state.position.is_some() {
                 let mut produce = Box::pin(gw.ingest.report(user, Some(&cfg.gateway_id), report));
                 // The first poll checks the report and hands it to the producer (so reports
-                // enqueue in the order read); the ack is awaited beside the read loop.
+                // enqueue in the order read); the ack is awaited beside the read loop. Only a
+                // full producer queue defers the hand-over, and a later report may then go
+                // first: harmless, as fanout keeps the newest `ts` and history is keyed by it.
                 return match futures::poll!(produce.as_mut()) {
                     std::task::Poll::Ready(result) => reported(gw, conn, state, (lat, lon), result),
                     std::task::Poll::Pending => Ok(Next::Acking(Box::pin(async move {
