@@ -10,7 +10,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::names::unique;
-use crate::process::free_addr;
 
 /// A service the stack script runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +46,15 @@ impl OwnService {
     /// Starts `service` and returns once it answers (the script's own readiness probe).
     pub async fn start(service: Service) -> Self {
         let dir = std::env::temp_dir().join(unique("nearby-own-"));
-        let ports = [
+        let names = [
             "KAFKA_PORT",
             "KAFKA_CONTROLLER_PORT",
             "CQL_PORT",
             "CASSANDRA_STORAGE_PORT",
             "CASSANDRA_JMX_PORT",
             "REDIS_PORT",
-        ]
-        .map(|name| (name, free_addr()));
+        ];
+        let ports: Vec<(&str, SocketAddr)> = names.into_iter().zip(free_fixed_ports(6)).collect();
         let mut env: Vec<(String, String)> = ports
             .iter()
             .map(|(name, a)| (format!("NEARBY_{name}"), a.port().to_string()))
@@ -131,6 +130,34 @@ impl Drop for OwnService {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `n` distinct free loopback addresses whose ports are below the kernel's ephemeral range.
+/// Why not any free port: the service is restarted on the same ports after being down for a
+/// while, and a port from the ephemeral range can meanwhile become the local port of some
+/// client's connection, which makes the restart fail to bind (seen in CI: Cassandra, 30 s down).
+fn free_fixed_ports(n: usize) -> Vec<SocketAddr> {
+    use rand::Rng;
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let low = ephemeral_low.saturating_sub(12_000).max(1_024);
+    // Each listener is held until all are picked, so no port is picked twice.
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..1_000 {
+        if held.len() == n {
+            break;
+        }
+        let port = rand::rng().random_range(low..ephemeral_low);
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    assert_eq!(held.len(), n, "no {n} free ports in {low}..{ephemeral_low}");
+    held.iter()
+        .map(|l| l.local_addr().expect("bound"))
+        .collect()
 }
 
 /// The workspace's `stack/stack.sh`.
