@@ -160,13 +160,23 @@ pub async fn left_of(c: &mut Client, friend: i64, secs: u64) -> Option<Value> {
 /// The `ts` of every position in `u`'s history from `from` on, oldest first, as the history API
 /// of the gateway at `addr` lists them (one page of up to 1000).
 pub async fn history_at(addr: SocketAddr, u: i64, from: i64) -> Vec<i64> {
+    try_history_at(addr, u, from)
+        .await
+        .unwrap_or_else(|(status, page)| panic!("history: {status} {page}"))
+}
+
+/// [`history_at`], or the status and body of an answer other than 200 (a 503 while a store
+/// comes back, say).
+pub async fn try_history_at(addr: SocketAddr, u: i64, from: i64) -> Result<Vec<i64>, (u16, Value)> {
     let path = format!("/v1/me/history?from={from}&to={}&limit=1000", now_ms() + 1);
     let (status, page) = http(addr, "GET", &path, Some(&token(u)), None).await;
-    assert_eq!(status, 200, "history: {page}");
-    page["locations"]
+    if status != 200 {
+        return Err((status, page));
+    }
+    Ok(page["locations"]
         .as_array()
         .expect("locations")
         .iter()
         .map(|l| l["ts"].as_i64().expect("ts"))
-        .collect()
+        .collect())
 }
