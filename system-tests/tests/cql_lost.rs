@@ -139,18 +139,8 @@ async fn with_the_store_down_30_s_calls_answer_503_positions_flow_and_history_lo
         "cql back: friend calls work {} ms after the store answered",
         back.elapsed().as_millis()
     );
-    // A read may still meet the store coming back (503 with Retry-After): a client tries again.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut refused = 0;
-    let stored = loop {
-        match try_history_at(gw.addr, a, start).await {
-            Ok(got) if got.len() >= sent.len() || Instant::now() > deadline => break got,
-            Ok(_) => {}
-            Err((503, _)) if Instant::now() < deadline => refused += 1,
-            Err((status, page)) => panic!("history: {status} {page}"),
-        }
-        sleep(Duration::from_millis(500)).await;
-    };
+    // A read may still meet the store coming back: answered 503, tried again.
+    let (stored, refused) = history_settled(gw.addr, a, start, sent.len()).await;
     assert_eq!(stored, sent, "A's history: every report once, in order");
     println!(
         "cql back: history holds all {} of A's reports once, {} ms after the store answered ({refused} reads answered 503 meanwhile)",

@@ -180,3 +180,21 @@ pub async fn try_history_at(addr: SocketAddr, u: i64, from: i64) -> Result<Vec<i
         .map(|l| l["ts"].as_i64().expect("ts"))
         .collect())
 }
+
+/// Waits (at most 60 s) until `u`'s history from `from` holds at least `want` positions (a sink
+/// behind a fault catches up); returns what it holds then, and how many reads were answered 503
+/// meanwhile (a store coming back: tried again, as a client honouring `Retry-After` would).
+pub async fn history_settled(addr: SocketAddr, u: i64, from: i64, want: usize) -> (Vec<i64>, u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut refused = 0;
+    loop {
+        let late = tokio::time::Instant::now() > deadline;
+        match try_history_at(addr, u, from).await {
+            Ok(got) if got.len() >= want || late => return (got, refused),
+            Ok(_) => {}
+            Err((503, _)) if !late => refused += 1,
+            Err((status, page)) => panic!("history: {status} {page}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
